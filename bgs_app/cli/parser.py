@@ -1,0 +1,262 @@
+"""The BIDS-App argument parser: the one place where command-line options live.
+
+``bgs_app BIDS_DIR OUTPUT_DIR {participant,group} [options]``, as the BIDS-Apps
+convention and fMRIPrep define it. Options may also come from a TOML or YAML
+file (``--config-file``) whose keys are the long option names; the command line
+wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bgs_app import __version__
+from bgs_app.config import DEFAULTS, LEVELS, RESOLUTIONS, Config
+from bgs_app.errors import UnknownLevelError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors become :class:`UsageError` (exit 64)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from err
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from err
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return number
+
+
+def _resolution(value: str) -> float:
+    number = _positive_float(value)
+    if number not in RESOLUTIONS:
+        allowed = ", ".join(f"{r:g}" for r in RESOLUTIONS)
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {allowed} (mm)")
+    return number
+
+
+def _default(name: str) -> str:
+    value = DEFAULTS[name]
+    return "" if value is None else f" (default: {value})"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Build the ``bgs_app`` argument parser.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; its usage errors raise :class:`bgs_app.errors.UsageError`.
+    """
+    parser = _Parser(
+        prog="bgs_app",
+        description=(
+            "bgs_app: brain-genotype scores from T1-weighted MRI. The participant level "
+            "preprocesses each T1w image (ANTs) and, given a model, scores it; the group "
+            "level trains the multi-task CNN on genotypes and tests the scores for "
+            "association with cognition."
+        ),
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("bids_dir", type=Path,
+                        help="the root folder of a BIDS dataset (sub-XXXXX folders at the top)")
+    parser.add_argument("output_dir", type=Path,
+                        help="the output folder (a BIDS derivatives dataset)")
+    parser.add_argument("analysis_level", metavar="{participant,group}",
+                        help="processing stage: 'participant' (per subject) or 'group'")
+    parser.add_argument("--version", action="version", version=f"bgs_app v{__version__}")
+
+    g_bids = parser.add_argument_group("Options for filtering BIDS queries")
+    g_bids.add_argument(
+        "--participant-label", "--participant_label", dest="participant_label", nargs="+",
+        metavar="LABEL",
+        help="participants to analyse, with or without 'sub-' (e.g. 01 sub-02), or a file "
+             "with one label per line; default: all")
+    g_bids.add_argument("--session-label", "--session_label", dest="session_label", nargs="+",
+                        metavar="LABEL", help="sessions to analyse, with or without 'ses-'")
+    g_bids.add_argument("--bids-filter-file", dest="bids_filter_file", type=Path, metavar="FILE",
+                        help="a JSON file of pybids queries per data type, e.g. "
+                             '{"t1w": {"acquisition": "mprage"}}')
+    g_bids.add_argument("--bids-database-dir", dest="bids_database_dir", type=Path,
+                        metavar="PATH", help="a folder in which pybids keeps (or finds) its index")
+    g_bids.add_argument("--skip-bids-validation", "--skip_bids_validation",
+                        dest="skip_bids_validation", action="store_true",
+                        help="do not validate the input dataset with bids-validator-deno")
+
+    g_perf = parser.add_argument_group("Options to handle performance")
+    g_perf.add_argument("--nprocs", "--n-cpus", dest="nprocs", type=_positive_int,
+                        help="maximum number of processes (subjects in parallel)"
+                             + _default("nprocs"))
+    g_perf.add_argument("--omp-nthreads", dest="omp_nthreads", type=_positive_int,
+                        help="maximum threads per process (ITK, torch)" + _default("omp_nthreads"))
+    g_perf.add_argument("--mem-gb", "--mem_gb", dest="mem_gb", type=_positive_float,
+                        help="upper bound of memory, in GB, for all processes")
+    g_perf.add_argument("--device", dest="device", choices=("auto", "cpu", "cuda"),
+                        help="device for the CNN" + _default("device"))
+
+    g_conf = parser.add_argument_group("Workflow configuration")
+    g_conf.add_argument("--resolution", dest="resolution", type=_resolution,
+                        help="model-grid resolution in mm (1, 1.5, 2, 3, 4)"
+                             + _default("resolution"))
+    g_conf.add_argument("--template", dest="template", metavar="NAME_OR_IMAGE",
+                        help="registration template: a name or a T1w image"
+                             + _default("template"))
+    g_conf.add_argument("--template-mask", dest="template_mask", type=Path, metavar="MASK",
+                        help="brain mask of a template given as an image")
+    g_conf.add_argument("--seed", dest="seed", type=int,
+                        help="random seed (splits, training)" + _default("seed"))
+
+    g_gen = parser.add_argument_group("Genotypes, model and phenotypes")
+    g_gen.add_argument("--model", dest="model", type=Path, metavar="MODEL_DIR",
+                       help="a model bundle folder: score subjects with it")
+    g_gen.add_argument("--genotypes", dest="genotypes", metavar="PLINK_PREFIX",
+                       help="PLINK 1 binary fileset (.bed/.bim/.fam) without extension")
+    g_gen.add_argument("--snps", dest="snps", nargs="+", metavar="RSID",
+                       help="SNPs to predict; default: the packaged panel")
+    g_gen.add_argument("--phenotypes", dest="phenotypes", nargs="+", metavar="COLUMN",
+                       help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
+    g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",
+                       help="covariates of the association models (e.g. age sex site)")
+
+    g_other = parser.add_argument_group("Other options")
+    g_other.add_argument("-w", "--work-dir", dest="work_dir", type=Path, metavar="PATH",
+                         help="a folder for intermediate results (resumable)")
+    g_other.add_argument("--config-file", dest="config_file", type=Path, metavar="FILE",
+                         help="a TOML or YAML file whose keys are the long option names; "
+                              "options on the command line win")
+    g_other.add_argument("--stop-on-first-crash", dest="stop_on_first_crash",
+                         action="store_true", help="stop at the first failing subject or step")
+    g_other.add_argument("--reports-only", dest="reports_only", action="store_true",
+                         help="only rebuild the reports from existing outputs")
+    g_other.add_argument("--boilerplate-only", "--boilerplate_only", dest="boilerplate_only",
+                         action="store_true",
+                         help="only write the methods boilerplate for the chosen options")
+    g_other.add_argument("-v", "--verbose", dest="verbose", action="count",
+                         help="more verbose output (-v, -vv)")
+    return parser
+
+
+def _config_file_tokens(path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """Turn a TOML/YAML configuration file into command-line tokens (placed before argv)."""
+    from bgs_app.config import read_config_file
+
+    values = read_config_file(path)
+    options = {}
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                options.setdefault(action.dest, (opt, action))
+    tokens: list[str] = []
+    unknown = []
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if dest not in options or dest in {"config_file", "version", "help"}:
+            unknown.append(key)
+            continue
+        opt, action = options[dest]
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise UsageError(f"{path}: '{key}' must be true or false, not {value!r}")
+            if value:
+                tokens.append(opt)
+        elif isinstance(action, argparse._CountAction):
+            tokens.extend([opt] * int(value))
+        elif isinstance(value, list | tuple):
+            tokens.append(opt)
+            tokens.extend(str(v) for v in value)
+        else:
+            tokens.extend([opt, str(value)])
+    if unknown:
+        valid = sorted(d.replace("_", "-") for d in options if d not in {"config_file", "help"})
+        raise UsageError(
+            f"{path}: unknown option(s) {', '.join(unknown)}; valid keys are the long option "
+            f"names: {', '.join(valid)}")
+    return tokens
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Parse the command line (and the optional configuration file) into a :class:`Config`.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    Config
+        The frozen run configuration.
+
+    Raises
+    ------
+    UsageError
+        Wrong usage (exit code 64).
+    UnknownLevelError
+        An analysis level other than ``participant`` or ``group`` (exit code 17).
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = get_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config-file", dest="config_file", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    values: dict = {}
+    if known.config_file is not None:
+        tokens = _config_file_tokens(known.config_file, parser)
+        # Dummy positionals: the file may only hold options. Every action defaults to
+        # SUPPRESS, so the namespaces hold only what was given, and the command line
+        # (parsed second) overrides the file.
+        from_file = vars(parser.parse_args(["_", "_", "_", *tokens]))
+        for key in ("bids_dir", "output_dir", "analysis_level"):
+            from_file.pop(key)
+        values.update(from_file)
+    values.update(vars(parser.parse_args(argv)))
+    if values["analysis_level"] not in LEVELS:
+        raise UnknownLevelError(
+            f"unknown analysis level {values['analysis_level']!r}: choose one of "
+            f"{', '.join(LEVELS)}")
+    if "participant_label" in values:
+        values["participant_label"] = _read_labels(values["participant_label"], "sub-")
+    if "session_label" in values:
+        values["session_label"] = _read_labels(values["session_label"], "ses-")
+    return Config.create(**values)
+
+
+def _read_labels(values: list[str], prefix: str) -> tuple[str, ...]:
+    """Labels given as values or in a file (one per line), without their BIDS prefix."""
+    labels: list[str] = []
+    for value in values:
+        path = Path(value)
+        if len(values) == 1 and path.is_file():
+            lines = path.read_text().split()
+            labels.extend(line.strip() for line in lines if line.strip())
+        else:
+            labels.append(value)
+    cleaned = []
+    for label in labels:
+        label = label.strip()
+        if label.startswith(prefix):
+            label = label[len(prefix):]
+        if not label or not label.isalnum():
+            raise UsageError(f"invalid label {label!r}: BIDS labels are alphanumeric")
+        if label not in cleaned:
+            cleaned.append(label)
+    return tuple(cleaned)
+

@@ -1,0 +1,106 @@
+"""Entry point of ``bgs_app``: parse, check, dispatch, and turn errors into exit codes.
+
+Every error a user can cause ends with one message on stderr and the exit code
+of :mod:`bgs_app.errors`; anything else is a bug, whose traceback goes to a
+crash file under ``OUT_DIR/logs/`` named in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from bgs_app.errors import EXIT_FAILURE, BgsError
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``bgs_app`` and return its exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 success, 1 failure, 16 invalid BIDS, 17 unknown level, 18 nothing
+        matched, 64 usage error.
+    """
+    from bgs_app.cli.parser import parse_args
+
+    log_dir: Path | None = None
+    try:
+        config = parse_args(argv)
+        from bgs_app.bids import check_paths
+
+        check_paths(config.bids_dir, config.output_dir, config.work_dir)
+        log_dir = _log_dir(config.output_dir)
+        from bgs_app.log import setup_logging
+
+        setup_logging(config.verbose, log_dir / f"bgs_app-{config.run_id}.log")
+        config.write(log_dir)
+        return dispatch(config)
+    except BgsError as err:
+        LOGGER.debug("user error", exc_info=True)
+        print(f"bgs_app: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("bgs_app: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: keep the traceback, show one line
+        crash = _write_crash(log_dir, err)
+        print(f"bgs_app: unexpected error: {type(err).__name__}: {err}. The traceback is in "
+              f"{crash}; please report it with that file.", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def dispatch(config) -> int:
+    """Run the analysis level that ``config`` asks for and return the exit code."""
+    LOGGER.info("bgs_app %s level: %s -> %s", config.analysis_level, config.bids_dir,
+                config.output_dir)
+    if not config.skip_bids_validation:
+        from bgs_app.bids import validate_dataset
+
+        LOGGER.info("Validating %s with bids-validator-deno", config.bids_dir)
+        for warning in validate_dataset(config.bids_dir)[:20]:
+            LOGGER.warning("BIDS validator: %s", warning)
+    if config.analysis_level == "participant":
+        from bgs_app.participant import run_participant_level
+
+        return run_participant_level(config)
+    from bgs_app.group import run_group_level
+
+    return run_group_level(config)
+
+
+def _log_dir(output_dir: Path) -> Path:
+    log_dir = Path(output_dir) / "logs"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BgsError(f"cannot create the output folder {output_dir}: {err.strerror}") from err
+    return log_dir
+
+
+def _write_crash(log_dir: Path | None, err: BaseException) -> Path:
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    LOGGER.error(text)
+    folder = log_dir if log_dir is not None else Path(tempfile.gettempdir())
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix="crash-", suffix=".txt",
+                                         delete=False) as fh:
+            fh.write(text)
+            return Path(fh.name)
+    except OSError:
+        sys.stderr.write(text)
+        return Path("<stderr>")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

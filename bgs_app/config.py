@@ -1,0 +1,210 @@
+"""One frozen run configuration, built from the command line and an optional file.
+
+Nothing below :mod:`bgs_app.cli` reads the command line: workflows, the group
+level and reports receive a :class:`Config`. Defaults live here (``DEFAULTS``);
+the options themselves live in :mod:`bgs_app.cli.parser`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bgs_app.errors import UsageError
+
+LEVELS = ("participant", "group")
+RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
+DEFAULT_TEMPLATE = "MNI152NLin2009aSym"
+
+
+def _default_nprocs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The configuration of one run of ``bgs_app``.
+
+    Build it with :meth:`Config.create` (which checks and normalises values) or
+    from the command line with :func:`bgs_app.cli.parser.parse_args`.
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    participant_label: tuple[str, ...] | None = None
+    session_label: tuple[str, ...] | None = None
+    bids_filter_file: Path | None = None
+    bids_filters: dict | None = None
+    bids_database_dir: Path | None = None
+    skip_bids_validation: bool = False
+    nprocs: int = dataclasses.field(default_factory=_default_nprocs)
+    omp_nthreads: int | None = None
+    mem_gb: float | None = None
+    device: str = "auto"
+    resolution: float = 2.0
+    template: str = DEFAULT_TEMPLATE
+    template_mask: Path | None = None
+    seed: int = 0
+    model: Path | None = None
+    genotypes: str | None = None
+    snps: tuple[str, ...] | None = None
+    phenotypes: tuple[str, ...] | None = None
+    covariates: tuple[str, ...] | None = None
+    work_dir: Path | None = None
+    config_file: Path | None = None
+    stop_on_first_crash: bool = False
+    reports_only: bool = False
+    boilerplate_only: bool = False
+    verbose: int = 0
+    run_id: str = ""
+
+    @classmethod
+    def create(cls, **values: Any) -> Config:
+        """Check and normalise ``values`` and return a frozen configuration.
+
+        Parameters
+        ----------
+        **values
+            Field values; missing ones take their defaults. Paths are made
+            absolute, lists become tuples, the BIDS filter file is read.
+
+        Returns
+        -------
+        Config
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise UsageError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
+        for name in ("bids_dir", "output_dir", "bids_filter_file", "bids_database_dir",
+                     "template_mask", "model", "work_dir", "config_file"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name]).expanduser().absolute()
+        for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        if values.get("genotypes") is not None:
+            values["genotypes"] = str(Path(values["genotypes"]).expanduser().absolute())
+        if values.get("bids_filter_file") is not None and values.get("bids_filters") is None:
+            values["bids_filters"] = read_bids_filters(values["bids_filter_file"])
+        values.setdefault("run_id", datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+                          + f"_{os.getpid()}")
+        return cls(**values)
+
+    @property
+    def threads_per_process(self) -> int:
+        """Threads each process may use (``--omp-nthreads``, else all of ``--nprocs``)."""
+        return self.omp_nthreads or self.nprocs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (paths as strings, tuples as lists, unset values left out)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[field.name] = value
+        return out
+
+    def write(self, log_dir: Path | None = None) -> Path:
+        """Record this configuration as ``OUT_DIR/logs/config-<run_id>.toml``.
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+        """
+        import tomli_w
+
+        from bgs_app.utils.atomic import write_text
+
+        log_dir = Path(log_dir or self.output_dir / "logs")
+        values = self.to_dict()
+        values.pop("bids_filters", None)
+        text = "# bgs_app run configuration\n" + tomli_w.dumps(values)
+        if self.bids_filters:
+            text += "\n# BIDS filters in force\n" + "".join(
+                f"# {line}\n" for line in json.dumps(self.bids_filters, indent=1).splitlines())
+        return write_text(log_dir / f"config-{self.run_id}.toml", text)
+
+
+DEFAULTS: dict[str, Any] = {
+    f.name: (f.default if f.default is not dataclasses.MISSING else
+             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    for f in dataclasses.fields(Config)
+}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yml``/``.yaml``) configuration file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file. Keys are long option names, with dashes or underscores.
+
+    Returns
+    -------
+    dict
+        The flat mapping of option names to values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"configuration file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in {".yml", ".yaml"}:
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = tomllib.loads(text)
+    except Exception as err:  # the parsers raise their own error types
+        raise UsageError(f"cannot read configuration file {path}: {err}") from err
+    if not isinstance(values, dict):
+        raise UsageError(f"configuration file {path} must hold a mapping of option names")
+    # A TOML file written by Config.write may carry the fields that are not options.
+    for key in ("bids_dir", "output_dir", "analysis_level", "run_id"):
+        values.pop(key, None)
+    return values
+
+
+def read_bids_filters(path: Path) -> dict[str, dict]:
+    """Read a ``--bids-filter-file``: a JSON object of pybids queries per data type.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+
+    Returns
+    -------
+    dict
+        ``{"t1w": {...}}``-style queries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"BIDS filter file {path} does not exist")
+    try:
+        filters = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UsageError(f"BIDS filter file {path} is not valid JSON: {err}") from err
+    if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
+        raise UsageError(
+            f'BIDS filter file {path} must map data types to queries, e.g. '
+            f'{{"t1w": {{"acquisition": "mprage"}}}}')
+    unknown = set(filters) - {"t1w"}
+    if unknown:
+        raise UsageError(
+            f"BIDS filter file {path}: unknown data type(s) {', '.join(sorted(unknown))}; "
+            "bgs_app reads 't1w'")
+    return filters

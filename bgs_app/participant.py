@@ -1,0 +1,58 @@
+"""Participant-level orchestration: select inputs, build and run the Nipype workflow.
+
+This module stands without :mod:`bgs_app.group`; it receives a :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bgs_app.bids import (
+    collect_t1w,
+    get_layout,
+    select_subjects,
+    write_bidsignore,
+    write_derivative_description,
+)
+from bgs_app.config import Config
+
+LOGGER = logging.getLogger("bgs_app")
+
+#: Output files outside the BIDS specification, hidden from the validator.
+BIDSIGNORE = ("group", "logs", "*_xfm.mat", "*_xfm.h5", "*_xfm.nii.gz", "*_morph.tsv",
+              "*_morph.json", "*_scores.tsv", "*_scores.json", "*snp-*", "*.html", "figures")
+
+
+def select_inputs(config: Config):
+    """The T1w images the participant level will process, per ``config``.
+
+    Returns
+    -------
+    list of bgs_app.bids.T1wInput
+    """
+    layout = get_layout(config.bids_dir, config.bids_database_dir)
+    subjects = select_subjects(layout, config.participant_label)
+    inputs = collect_t1w(layout, subjects, config.session_label, config.bids_filters)
+    LOGGER.info("Selected %d T1w image(s) of %d participant(s)", len(inputs), len(subjects))
+    return inputs
+
+
+def prepare_output(config: Config) -> None:
+    """Write the derivatives dataset description and ``.bidsignore``."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    write_derivative_description(config.output_dir, config.bids_dir)
+    write_bidsignore(config.output_dir, BIDSIGNORE)
+
+
+def run_participant_level(config: Config) -> int:
+    """Run the participant level for ``config`` and return the exit code.
+
+    Selects the T1w images, writes the derivatives description, then builds and
+    runs the participant workflow (one branch per image); a failing subject is
+    reported and does not stop the others.
+    """
+    inputs = select_inputs(config)
+    prepare_output(config)
+    from bgs_app.workflows.execute import run_participant_workflow
+
+    return run_participant_workflow(config, inputs)

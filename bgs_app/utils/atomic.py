@@ -1,0 +1,72 @@
+"""Atomic file writing: a temporary file in the target folder, then a rename.
+
+An interrupted run therefore never leaves a half-written file under its final
+name, and a rerun can trust that every file it finds is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination. Its parent folder is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        A temporary path with the same suffixes (so writers that look at the
+        extension, such as nibabel, behave as for the final name).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_nifti(img, path: str | os.PathLike) -> Path:
+    """Save a nibabel image atomically and return the path."""
+    with atomic_path(path) as tmp:
+        img.to_filename(str(tmp))
+    return Path(path)
+
+
+def write_tsv(df, path: str | os.PathLike, **kwargs) -> Path:
+    """Write a pandas DataFrame as a BIDS TSV (``n/a`` for missing) atomically."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", na_rep="n/a", **kwargs)
+    return Path(path)

@@ -1,0 +1,97 @@
+"""BIDS selection with pybids, derivative naming and the derivatives description."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bgs_app.bids import (
+    collect_t1w,
+    derivative_name,
+    derivative_path,
+    get_layout,
+    select_subjects,
+    write_bidsignore,
+    write_derivative_description,
+)
+from bgs_app.errors import NoDataError
+
+
+@pytest.fixture(scope="module")
+def layout(example_bids):
+    return get_layout(example_bids)
+
+
+def test_select_all_and_requested(layout):
+    assert select_subjects(layout, None) == ["01", "02", "03"]
+    assert select_subjects(layout, ["03", "01"]) == ["03", "01"]
+    with pytest.raises(NoDataError, match="sub-07 not found"):
+        select_subjects(layout, ["07"])
+
+
+def test_collect_sessions_runs_and_acquisitions(layout):
+    found = collect_t1w(layout, ["01", "02", "03"])
+    names = [t.path.name for t in found]
+    assert names == [
+        "sub-01_ses-retest_T1w.nii.gz", "sub-01_ses-test_T1w.nii.gz",
+        "sub-02_ses-test_acq-fast_T1w.nii.gz", "sub-02_ses-test_acq-mprage_run-1_T1w.nii.gz",
+        "sub-02_ses-test_acq-mprage_run-2_T1w.nii.gz", "sub-03_T1w.nii.gz"]
+    assert [t.key for t in found][:2] == ["sub-01_ses-retest", "sub-01_ses-test"]
+    assert found[-1].session is None
+
+
+def test_collect_with_session_and_filters(layout, example_bids, tmp_path):
+    test_only = collect_t1w(layout, ["01"], sessions=["test"])
+    assert [t.path.name for t in test_only] == ["sub-01_ses-test_T1w.nii.gz"]
+    mprage = collect_t1w(layout, ["02"], filters={"t1w": {"acquisition": "mprage", "run": 2}})
+    assert [t.path.name for t in mprage] == ["sub-02_ses-test_acq-mprage_run-2_T1w.nii.gz"]
+    with pytest.raises(NoDataError, match="no T1w image matched"):
+        collect_t1w(layout, ["03"], filters={"t1w": {"acquisition": "mprage"}})
+
+
+def test_pybids_database_dir_reused(example_bids, tmp_path):
+    first = get_layout(example_bids, tmp_path / "db")
+    assert any((tmp_path / "db").iterdir())
+    second = get_layout(example_bids, tmp_path / "db")
+    assert sorted(first.get_subjects()) == sorted(second.get_subjects())
+
+
+def test_derivative_names_canonical_order():
+    assert derivative_name({"desc": "preproc", "sub": "01"}, "T1w", ".nii.gz") == \
+        "sub-01_desc-preproc_T1w.nii.gz"
+    assert derivative_name({"subject": "01", "session": "2", "run": 3, "space": "MNI",
+                            "res": 2.0, "desc": "model"}, "T1w", "nii.gz") == \
+        "sub-01_ses-2_run-3_space-MNI_res-2_desc-model_T1w.nii.gz"
+    assert derivative_name({"sub": "01", "space": "MNI", "res": 1.5, "snp": "rs945270",
+                            "desc": "saliency"}, "map", ".nii.gz") == \
+        "sub-01_space-MNI_res-1p5_snp-rs945270_desc-saliency_map.nii.gz"
+    assert derivative_name({"sub": "01", "acq": "mprage", "from": "T1w", "to": "MNI",
+                            "mode": "image"}, "xfm", ".mat") == \
+        "sub-01_acq-mprage_from-T1w_to-MNI_mode-image_xfm.mat"
+    with pytest.raises(ValueError):
+        derivative_name({"sub": "01", "bogus": "x"}, "T1w", ".nii.gz")
+
+
+def test_derivative_path_with_sessions(tmp_path):
+    path = derivative_path(tmp_path, {"sub": "01", "ses": "retest", "label": "GM"},
+                           "probseg", ".nii.gz")
+    assert path == tmp_path / "sub-01/ses-retest/anat/sub-01_ses-retest_label-GM_probseg.nii.gz"
+    path = derivative_path(tmp_path, {"sub": "03"}, "", ".html", datatype="")
+    assert path.parent == tmp_path / "sub-03"
+
+
+def test_derivatives_description(tmp_path, example_bids, monkeypatch):
+    monkeypatch.setenv("APPTAINER_NAME", "bgs_app_0.1.0.sif")
+    out = tmp_path / "out"
+    write_derivative_description(out, example_bids)
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["BIDSVersion"]
+    gen = desc["GeneratedBy"][0]
+    assert gen["Name"] == "bgs_app" and gen["Version"]
+    assert gen["Container"] == {"Type": "singularity", "Tag": "bgs_app_0.1.0.sif"}
+    assert desc["SourceDatasets"][0]["URL"].startswith("file://")
+    write_bidsignore(out, ["group", "*.html"])
+    write_bidsignore(out, ["group", "logs"])
+    assert (out / ".bidsignore").read_text().splitlines() == ["group", "*.html", "logs"]
