@@ -60,3 +60,15 @@ def example_bids(tmp_path_factory) -> Path:
     return make_bids_tree(tmp_path_factory.mktemp("example") / "ds", files,
                           participants={"sub-01": {"age": 30}, "sub-02": {"age": 41},
                                         "sub-03": {"age": 25}})
+
+
+@pytest.fixture(scope="session")
+def sim_study(tmp_path_factory) -> Path:
+    """A simulated study with strong planted effects, small enough for CI (4 mm scans)."""
+    from bgs_app.simulate import SimulationParams, simulate_study
+
+    root = tmp_path_factory.mktemp("sim") / "study"
+    simulate_study(root, SimulationParams(n_subjects=60, seed=1, resolution=4.0,
+                                          effect_size=0.5, warp_mm=1.5),
+                   nprocs=2, progress=False)
+    return root

