@@ -50,6 +50,9 @@ class Config:
     resolution: float = 2.0
     template: str = DEFAULT_TEMPLATE
     template_mask: Path | None = None
+    registration: str = "syn"
+    sloppy: bool = False
+    use_plugin: Path | None = None
     seed: int = 0
     model: Path | None = None
     genotypes: str | None = None
@@ -83,7 +86,7 @@ class Config:
         if unknown:
             raise UsageError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
         for name in ("bids_dir", "output_dir", "bids_filter_file", "bids_database_dir",
-                     "template_mask", "model", "work_dir", "config_file"):
+                     "template_mask", "model", "work_dir", "config_file", "use_plugin"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser().absolute()
         for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates"):

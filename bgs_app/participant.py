@@ -19,7 +19,7 @@ from bgs_app.config import Config
 LOGGER = logging.getLogger("bgs_app")
 
 #: Output files outside the BIDS specification, hidden from the validator.
-BIDSIGNORE = ("group", "logs", "*_xfm.mat", "*_xfm.h5", "*_xfm.nii.gz", "*_morph.tsv",
+BIDSIGNORE = ("group", "logs", "*_xfm.*", "*_morph.tsv",
               "*_morph.json", "*_scores.tsv", "*_scores.json", "*snp-*", "*.html", "figures")
 
 
@@ -53,6 +53,16 @@ def run_participant_level(config: Config) -> int:
     """
     inputs = select_inputs(config)
     prepare_output(config)
+    if config.reports_only:
+        from bgs_app.reports.participant import write_participant_reports
+        from bgs_app.templates import get_template
+
+        name = get_template(config.template, str(config.template_mask)
+                            if config.template_mask else None).name
+        written = write_participant_reports(config.output_dir,
+                                            sorted({t.subject for t in inputs}), name)
+        LOGGER.info("Wrote %d report(s)", len(written))
+        return 0
     from bgs_app.workflows.execute import run_participant_workflow
 
     return run_participant_workflow(config, inputs)

@@ -173,8 +173,9 @@ def get_template(template: str = DEFAULT_TEMPLATE, mask: str | None = None) -> T
                                lambda: nb.Nifti1Image(csf.astype(np.float32), t1.affine))
         reg = folder / f"tpl-{template}_res-02"
         t1_reg = _write_once(Path(f"{reg}_T1w.nii.gz"), lambda: _resample(t1, 2.0, 1))
+        mask_float = nb.Nifti1Image(nb.load(mask_path).get_fdata(dtype=np.float32), t1.affine)
         mask_reg = _write_once(Path(f"{reg}_desc-brain_mask.nii.gz"), lambda: nb.Nifti1Image(
-            (_resample(nb.load(mask_path), 2.0, 1).get_fdata() > 0.5).astype(np.uint8),
+            (_resample(mask_float, 2.0, 1).get_fdata() > 0.5).astype(np.uint8),
             nb.load(t1_reg).affine))
         atlas, labels = _harvard_oxford(folder, t1)
         return Template(name=template, t1w=t1_path, mask=mask_path, t1w_reg=t1_reg,

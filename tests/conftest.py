@@ -72,3 +72,38 @@ def sim_study(tmp_path_factory) -> Path:
                                           effect_size=0.5, warp_mm=1.5),
                    nprocs=2, progress=False)
     return root
+
+
+def crop_partial_fov(src: Path, dst: Path) -> Path:
+    """A partial field of view made from a whole-head image (a 60 mm slab)."""
+    img = nb.load(src)
+    zooms = img.header.get_zooms()[:3]
+    n = int(round(60.0 / zooms[2]))
+    start = img.shape[2] // 2 - n // 2
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    img.slicer[:, :, start:start + n].to_filename(dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def participant_run(tmp_path_factory):
+    """A small simulated study (2 mm scans) through the participant level (sloppy).
+
+    One extra participant has a partial field of view and must fail alone.
+    """
+    from bgs_app.cli.run import main
+    from bgs_app.simulate import SimulationParams, simulate_study
+
+    base = tmp_path_factory.mktemp("participant")
+    bids = base / "study"
+    simulate_study(bids, SimulationParams(n_subjects=3, seed=11, resolution=2.0,
+                                          effect_size=0.3, warp_mm=2.0),
+                   nprocs=2, progress=False)
+    crop_partial_fov(bids / "sub-0003/anat/sub-0003_T1w.nii.gz",
+                     bids / "sub-9999/anat/sub-9999_T1w.nii.gz")
+    with open(bids / "participants.tsv", "a") as fh:
+        fh.write("sub-9999\t60.0\tF\tsiteA\tn/a\n")
+    out = base / "out"
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
+                 "--sloppy", "--resolution", "4", "-w", str(base / "work")])
+    return {"bids": bids, "out": out, "code": code, "work": base / "work"}

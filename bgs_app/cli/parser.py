@@ -107,6 +107,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="maximum threads per process (ITK, torch)" + _default("omp_nthreads"))
     g_perf.add_argument("--mem-gb", "--mem_gb", dest="mem_gb", type=_positive_float,
                         help="upper bound of memory, in GB, for all processes")
+    g_perf.add_argument("--use-plugin", dest="use_plugin", type=Path, metavar="FILE",
+                        help="a TOML/YAML file naming a Nipype plugin (e.g. SLURM, SGE) "
+                             "and its plugin_args")
     g_perf.add_argument("--device", dest="device", choices=("auto", "cpu", "cuda"),
                         help="device for the CNN" + _default("device"))
 
@@ -119,6 +122,11 @@ def get_parser() -> argparse.ArgumentParser:
                              + _default("template"))
     g_conf.add_argument("--template-mask", dest="template_mask", type=Path, metavar="MASK",
                         help="brain mask of a template given as an image")
+    g_conf.add_argument("--registration", dest="registration", choices=("syn", "affine"),
+                        help="nonlinear (SyN after affine) or affine-only registration"
+                             + _default("registration"))
+    g_conf.add_argument("--sloppy", dest="sloppy", action="store_true",
+                        help="fewer iterations everywhere (tests only; lower quality)")
     g_conf.add_argument("--seed", dest="seed", type=int,
                         help="random seed (splits, training)" + _default("seed"))
 

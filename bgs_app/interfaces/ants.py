@@ -1,0 +1,323 @@
+"""antspyx steps: N4 bias correction, registration, applying transforms, Atropos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from bgs_app.interfaces._threads import limit_threads
+
+#: Registration resolution (mm): moving images finer than this are resampled first.
+REGISTRATION_MM = 2.0
+
+
+def n4_correct(in_file, mask_file, out_file, *, shrink_mm: float = 8.0,
+               iterations=(50, 50, 30)) -> None:
+    """N4 bias-field correction (antspyx) inside a mask; writes ``out_file``.
+
+    The bias field is fitted on the image shrunk to about ``shrink_mm`` voxels (bias
+    fields are smooth; at 1 mm input this is N4's shrink factor 8).
+    """
+    import ants
+
+    img = ants.image_read(str(in_file))
+    shrink_factor = max(1, int(round(shrink_mm / min(img.spacing))))
+    mask = ants.image_read(str(mask_file))
+    out = ants.n4_bias_field_correction(
+        img, mask=mask, shrink_factor=shrink_factor,
+        convergence={"iters": list(iterations), "tol": 1e-6})
+    ants.image_write(out, str(out_file))
+
+
+def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
+             fixed_mask=None, fixed_mask_dilation: int = 0, moving_mask=None,
+             moving_mask_dilation: int = 0, initial_transform=None,
+             sloppy: bool = False, coarse: bool = False) -> dict:
+    """Register ``moving`` (subject) to ``fixed`` (template) with antspyx.
+
+    Parameters
+    ----------
+    fixed_file, moving_file : path-like
+    out_prefix : str
+        Prefix of the written transforms.
+    transform : {"Affine", "SyNOnly"}
+        An affine stage, or a SyN stage after ``initial_transform``.
+    fixed_mask : path-like, optional
+        Template mask restricting the metric (dilated by ``fixed_mask_dilation`` voxels),
+        so that the subject's scalp cannot pull a brain-only template.
+    moving_mask : path-like, optional
+        Multiply the moving image by this mask first (skull stripping), dilated by
+        ``moving_mask_dilation`` voxels so that the brain's own edge drives the metric.
+    initial_transform : path-like, optional
+        ITK transform (template to subject) to start from.
+    sloppy : bool
+        Fewer iterations, for tests.
+    coarse : bool
+        Stop the affine stage at half the registration resolution (a first pass).
+
+    Returns
+    -------
+    dict
+        ``forward`` (transforms that bring the subject into template space, in antspyx
+        order) and ``inverse`` (template into subject) with ``inverse_invert`` flags.
+    """
+    import ants
+
+    fixed = ants.image_read(str(fixed_file))
+    moving = ants.image_read(str(moving_file))
+    if moving_mask is not None:
+        strip = ants.image_read(str(moving_mask))
+        if moving_mask_dilation:
+            strip = ants.iMath(strip, "MD", int(moving_mask_dilation))
+        moving = moving * strip
+    if min(moving.spacing) < REGISTRATION_MM:
+        moving = ants.resample_image(moving, (REGISTRATION_MM,) * 3, use_voxels=False,
+                                     interp_type=0)
+    mask = None
+    if fixed_mask is not None:
+        mask = ants.image_read(str(fixed_mask))
+        if fixed_mask_dilation:
+            mask = ants.iMath(mask, "MD", int(fixed_mask_dilation))
+    kwargs = {}
+    if transform == "Affine":
+        levels = 2 if (sloppy or coarse) else 3
+        kwargs.update(aff_iterations=((200, 100) if sloppy else (500, 250, 100))[:levels],
+                      aff_shrink_factors=(4, 2, 1)[:levels],
+                      aff_smoothing_sigmas=(2, 1, 0)[:levels])
+    elif transform == "SyNOnly":
+        kwargs.update(reg_iterations=(20, 5, 0) if sloppy else (40, 20, 0),
+                      syn_metric="mattes", flow_sigma=3, total_sigma=0)
+    else:
+        raise ValueError(f"unknown transform {transform!r}")
+    result = ants.registration(
+        fixed, moving, type_of_transform=transform, mask=mask,
+        initial_transform=str(initial_transform) if initial_transform else None,
+        outprefix=str(out_prefix), aff_metric="mattes", **kwargs)
+    forward = [str(p) for p in result["fwdtransforms"]]
+    inverse = [str(p) for p in result["invtransforms"]]
+    # Keep copies under our prefix: antspyx may point at the initial transform's file.
+    forward = [_own_copy(p, out_prefix) for p in forward]
+    inverse = [_own_copy(p, out_prefix) for p in inverse]
+    invert = [p.endswith(".mat") for p in inverse]
+    return {"forward": forward, "inverse": inverse, "inverse_invert": invert}
+
+
+def _own_copy(path: str, prefix) -> str:
+    if Path(path).name.startswith(Path(str(prefix)).name):
+        return path
+    target = f"{prefix}{Path(path).name}"
+    shutil.copyfile(path, target)
+    return target
+
+
+def apply_transforms(reference, moving, transforms, out_file, *, invert=None,
+                     interpolation: str = "linear") -> None:
+    """Resample ``moving`` onto ``reference`` through ``transforms`` (antspyx order)."""
+    import ants
+
+    out = ants.apply_transforms(
+        fixed=ants.image_read(str(reference)), moving=ants.image_read(str(moving)),
+        transformlist=[str(t) for t in transforms],
+        whichtoinvert=list(invert) if invert is not None else None,
+        interpolator=interpolation)
+    ants.image_write(out, str(out_file))
+
+
+def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: float = 0.25,
+                    iterations: int = 3, resolution_mm: float = 2.5) -> list[str]:
+    """Three-class tissue segmentation (Atropos) with template priors (GM, WM, CSF).
+
+    Atropos runs on a ``resolution_mm`` copy of the image (it is the costly step at
+    1 mm); its posteriors are interpolated back to the native grid and renormalised
+    inside the mask.
+
+    Returns
+    -------
+    list of str
+        Posterior probability maps in the order of ``priors``.
+    """
+    import ants
+
+    img = ants.image_read(str(in_file))
+    mask = ants.image_read(str(mask_file))
+    prior_imgs = [ants.image_read(str(p)) for p in priors]
+    work_img, work_mask, work_priors = img, mask, prior_imgs
+    if resolution_mm and min(img.spacing) < resolution_mm:
+        spacing = (resolution_mm,) * 3
+        work_img = ants.resample_image(img, spacing, use_voxels=False, interp_type=0)
+        work_mask = ants.resample_image_to_target(mask, work_img, interp_type="nearestNeighbor")
+        work_priors = [ants.resample_image_to_target(p, work_img, interp_type="linear")
+                       for p in prior_imgs]
+    work_priors = [p * work_mask for p in work_priors]
+    total = work_priors[0] + work_priors[1] + work_priors[2]
+    arr = total.numpy()
+    arr[arr < 1e-6] = 1.0
+    norm = total.new_image_like(arr)
+    work_priors = [p / norm for p in work_priors]
+    result = ants.atropos(a=work_img, x=work_mask, i=work_priors, m="[0.1,1x1x1]",
+                          c=f"[{iterations},0]", priorweight=prior_weight)
+    posteriors = result["probabilityimages"]
+    if work_img is not img:
+        posteriors = [ants.resample_image_to_target(p, img, interp_type="linear")
+                      for p in posteriors]
+    inside = mask.numpy() > 0
+    stack = np.stack([np.clip(p.numpy(), 0, None) for p in posteriors])
+    total = stack.sum(0)
+    total[total <= 0] = 1.0
+    stack = np.where(inside, stack / total, 0.0).astype(np.float32)
+    outputs = []
+    for label, prob in zip(("GM", "WM", "CSF"), stack, strict=True):
+        path = f"{out_prefix}label-{label}_probseg.nii.gz"
+        ants.image_write(img.new_image_like(prob), path)
+        outputs.append(path)
+    return outputs
+
+
+class _N4InputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    shrink_mm = traits.Float(8.0, usedefault=True, desc="voxel size of the bias fit (mm)")
+    iterations = traits.List(traits.Int, [50, 50, 30], usedefault=True)
+    num_threads = traits.Int(1, usedefault=True)
+
+
+class _OutFileSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class N4BiasCorrection(SimpleInterface):
+    """N4 bias-field correction with antspyx."""
+
+    input_spec = _N4InputSpec
+    output_spec = _OutFileSpec
+
+    def _run_interface(self, runtime):
+        limit_threads(self.inputs.num_threads)
+        out = Path(runtime.cwd) / "t1w_n4.nii.gz"
+        n4_correct(self.inputs.in_file, self.inputs.mask_file, out,
+                   shrink_mm=self.inputs.shrink_mm, iterations=self.inputs.iterations)
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+class _RegisterInputSpec(BaseInterfaceInputSpec):
+    fixed = File(exists=True, mandatory=True, desc="template")
+    moving = File(exists=True, mandatory=True, desc="subject image")
+    transform = traits.Enum("Affine", "SyNOnly", usedefault=True)
+    fixed_mask = File(exists=True)
+    fixed_mask_dilation = traits.Int(0, usedefault=True)
+    moving_mask = File(exists=True)
+    moving_mask_dilation = traits.Int(0, usedefault=True)
+    initial_transform = File(exists=True)
+    sloppy = traits.Bool(False, usedefault=True)
+    coarse = traits.Bool(False, usedefault=True)
+    num_threads = traits.Int(1, usedefault=True)
+
+
+class _RegisterOutputSpec(TraitedSpec):
+    forward_transforms = OutputMultiObject(File(exists=True))
+    inverse_transforms = OutputMultiObject(File(exists=True))
+    inverse_invert = traits.List(traits.Bool)
+    affine = File(exists=True, desc="the affine part (template to subject, ITK)")
+    warp = File(desc="forward displacement field (subject to template), SyN only")
+    inverse_warp = File(desc="inverse displacement field, SyN only")
+
+
+class Register(SimpleInterface):
+    """Register a subject image to the template with antspyx (affine or SyN)."""
+
+    input_spec = _RegisterInputSpec
+    output_spec = _RegisterOutputSpec
+
+    def _run_interface(self, runtime):
+        limit_threads(self.inputs.num_threads)
+        opt = {}
+        for name in ("fixed_mask", "moving_mask", "initial_transform"):
+            value = getattr(self.inputs, name)
+            opt[name] = value if isdefined(value) else None
+        result = register(self.inputs.fixed, self.inputs.moving,
+                          os.path.join(runtime.cwd, "reg_"), transform=self.inputs.transform,
+                          fixed_mask_dilation=self.inputs.fixed_mask_dilation,
+                          moving_mask_dilation=self.inputs.moving_mask_dilation,
+                          sloppy=self.inputs.sloppy, coarse=self.inputs.coarse, **opt)
+        self._results.update(forward_transforms=result["forward"],
+                             inverse_transforms=result["inverse"],
+                             inverse_invert=result["inverse_invert"])
+        mats = [p for p in result["forward"] if p.endswith(".mat")]
+        self._results["affine"] = mats[-1]
+        warps = [p for p in result["forward"] if p.endswith(".nii.gz")]
+        inverse_warps = [p for p in result["inverse"] if p.endswith(".nii.gz")]
+        if warps:
+            self._results.update(warp=warps[0], inverse_warp=inverse_warps[0])
+        return runtime
+
+
+class _ApplyInputSpec(BaseInterfaceInputSpec):
+    reference = File(exists=True, mandatory=True)
+    moving = File(exists=True, mandatory=True)
+    transforms = InputMultiObject(File(exists=True), mandatory=True)
+    invert = traits.List(traits.Bool)
+    interpolation = traits.Enum("linear", "nearestNeighbor", "genericLabel", "bSpline",
+                                usedefault=True)
+    out_name = traits.Str("resampled.nii.gz", usedefault=True)
+    num_threads = traits.Int(1, usedefault=True)
+
+
+class ApplyTransforms(SimpleInterface):
+    """Resample an image through antspyx transforms."""
+
+    input_spec = _ApplyInputSpec
+    output_spec = _OutFileSpec
+
+    def _run_interface(self, runtime):
+        limit_threads(self.inputs.num_threads)
+        out = Path(runtime.cwd) / self.inputs.out_name
+        invert = self.inputs.invert if isdefined(self.inputs.invert) else None
+        apply_transforms(self.inputs.reference, self.inputs.moving, self.inputs.transforms,
+                         out, invert=invert, interpolation=self.inputs.interpolation)
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+class _AtroposInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+    priors = InputMultiObject(File(exists=True), mandatory=True, desc="GM, WM, CSF priors")
+    prior_weight = traits.Float(0.25, usedefault=True)
+    iterations = traits.Int(3, usedefault=True)
+    num_threads = traits.Int(1, usedefault=True)
+
+
+class _AtroposOutputSpec(TraitedSpec):
+    gm = File(exists=True)
+    wm = File(exists=True)
+    csf = File(exists=True)
+
+
+class AtroposSegment(SimpleInterface):
+    """GM/WM/CSF posterior probabilities with antspyx Atropos and template priors."""
+
+    input_spec = _AtroposInputSpec
+    output_spec = _AtroposOutputSpec
+
+    def _run_interface(self, runtime):
+        limit_threads(self.inputs.num_threads)
+        gm, wm, csf = atropos_segment(self.inputs.in_file, self.inputs.mask_file,
+                                      self.inputs.priors, os.path.join(runtime.cwd, "seg_"),
+                                      prior_weight=self.inputs.prior_weight,
+                                      iterations=self.inputs.iterations)
+        self._results.update(gm=gm, wm=wm, csf=csf)
+        return runtime

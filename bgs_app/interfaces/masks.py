@@ -1,0 +1,95 @@
+"""Brain masks: the template mask brought back to the subject, refined; skull stripping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec
+from scipy import ndimage
+
+
+def refine_mask(prob_file, t1w_file, out_file) -> None:
+    """Threshold a warped template mask and refine it on the subject's intensities.
+
+    The warped mask (probability after linear interpolation) is thresholded at 0.5;
+    its largest connected part is kept and holes are filled. In a 2-voxel band at its
+    edge, voxels darker than a tenth of the brain's median intensity (air, bone) are
+    removed: the template's mask may reach into dark skull when a brain is smaller
+    than the template's.
+    """
+    prob = nb.load(prob_file)
+    full = np.asarray(prob.dataobj) > 0.5
+    mask_out = np.zeros(full.shape, bool)
+    if full.any():
+        # Work inside the mask's bounding box (plus a margin): binary morphology is costly.
+        idx = np.argwhere(full)
+        lo = np.maximum(idx.min(0) - 4, 0)
+        hi = np.minimum(idx.max(0) + 5, full.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        mask = full[box]
+        labels, n = ndimage.label(mask)
+        if n > 1:
+            sizes = ndimage.sum(mask, labels, range(1, n + 1))
+            mask = labels == (int(np.argmax(sizes)) + 1)
+        mask = ndimage.binary_fill_holes(mask)
+        t1 = nb.load(t1w_file).get_fdata(dtype=np.float32)[box]
+        median = float(np.median(t1[mask]))
+        band = mask & ~ndimage.binary_erosion(mask, iterations=2)
+        mask &= ~(band & (t1 < 0.1 * median))
+        mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
+        mask_out[box] = mask
+    mask = mask_out
+    out = nb.Nifti1Image(mask.astype(np.uint8), prob.affine)
+    out.header.set_xyzt_units("mm", "sec")
+    out.to_filename(out_file)
+
+
+def apply_mask(in_file, mask_file, out_file) -> None:
+    """Zero an image outside a mask (skull stripping)."""
+    img = nb.load(in_file)
+    mask = np.asarray(nb.load(mask_file).dataobj) > 0
+    out = nb.Nifti1Image(img.get_fdata(dtype=np.float32) * mask, img.affine, img.header)
+    out.set_data_dtype(np.float32)
+    out.to_filename(out_file)
+
+
+class _RefineInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="template mask resampled to the subject")
+    t1w = File(exists=True, mandatory=True, desc="bias-corrected T1w")
+
+
+class _OutSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class RefineMask(SimpleInterface):
+    """Binary brain mask from the warped template mask, refined on the T1w."""
+
+    input_spec = _RefineInputSpec
+    output_spec = _OutSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "brain_mask.nii.gz"
+        refine_mask(self.inputs.in_file, self.inputs.t1w, out)
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+class _ApplyMaskInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    mask_file = File(exists=True, mandatory=True)
+
+
+class ApplyMask(SimpleInterface):
+    """Skull-strip an image with a mask."""
+
+    input_spec = _ApplyMaskInputSpec
+    output_spec = _OutSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "masked.nii.gz"
+        apply_mask(self.inputs.in_file, self.inputs.mask_file, out)
+        self._results["out_file"] = str(out)
+        return runtime

@@ -1,0 +1,124 @@
+"""Per-subject HTML report: mask and tissues, registration, IDPs, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from bgs_app import __version__
+from bgs_app.reports.figures import contour_panels
+from bgs_app.templates import ATLAS_NAME
+from bgs_app.utils.atomic import write_text
+
+LOGGER = logging.getLogger("bgs_app")
+MAIN_VOLUMES = (("gm_volume", "Grey matter"), ("wm_volume", "White matter"),
+                ("csf_volume", "CSF"), ("brain_volume", "Brain (GM + WM)"),
+                ("tiv", "Brain mask"), ("etiv", "Estimated TIV"))
+
+
+def _find(folder: Path, stem: str, pattern: str) -> Path | None:
+    hits = sorted(folder.glob(f"{stem}{pattern}"))
+    return hits[0] if hits else None
+
+
+def _branch(anat: Path, stem: str, template: str) -> dict:
+    """Figures and tables of one processed T1w (``stem`` = its entity prefix)."""
+    from bgs_app.templates import get_template
+
+    preproc = nb.load(anat / f"{stem}_desc-preproc_T1w.nii.gz")
+    mask = np.asarray(nb.load(anat / f"{stem}_desc-brain_mask.nii.gz").dataobj) > 0
+    gm = nb.load(anat / f"{stem}_label-GM_probseg.nii.gz").get_fdata(dtype=np.float32)
+    wm = nb.load(anat / f"{stem}_label-WM_probseg.nii.gz").get_fdata(dtype=np.float32)
+    mask_fig = contour_panels(preproc.get_fdata(dtype=np.float32),
+                              [(mask, "red"), (gm, "lime"), (wm, "deepskyblue")],
+                              preproc.header.get_zooms(), crop_to=mask)
+    model_path = _find(anat, stem, f"_space-{template}_res-*_desc-model_T1w.nii.gz")
+    reg_fig = ""
+    if model_path is not None:
+        model = nb.load(model_path)
+        reg_fig = _registration_figure(model, get_template(template) if template else None)
+    idps = pd.read_csv(anat / f"{stem}_desc-idps_morph.tsv", sep="\t").iloc[0]
+    volumes = [(label, float(idps[key]) / 1000.0) for key, label in MAIN_VOLUMES
+               if key in idps]
+    regions = sorted(((k[3:].replace("_", " "), float(v) / 1000.0) for k, v in idps.items()
+                      if k.startswith("gm_") and k != "gm_volume"), key=lambda kv: -kv[1])
+    return {"name": stem, "ok": True, "mask_figure": mask_fig, "registration_figure": reg_fig,
+            "volumes": volumes, "regions": regions}
+
+
+def _registration_figure(model: nb.Nifti1Image, template) -> str:
+    from nilearn.image import resample_to_img
+
+    data = model.get_fdata(dtype=np.float32)
+    contours = []
+    if template is not None:
+        mask = nb.load(template.mask)
+        mask = nb.Nifti1Image(mask.get_fdata(dtype=np.float32), mask.affine)
+        tmask = resample_to_img(mask, model, interpolation="linear",
+                                force_resample=True, copy_header=True).get_fdata()
+        contours.append((tmask, "red"))
+        if template.wm is not None:
+            twm = resample_to_img(nb.load(template.wm), model, interpolation="linear",
+                                  force_resample=True, copy_header=True).get_fdata()
+            contours.append((twm, "yellow"))
+    return contour_panels(data, contours, model.header.get_zooms())
+
+
+def build_participant_report(output_dir: Path, subject: str, template: str,
+                             failures: dict[str, str] | None = None) -> Path:
+    """Write ``OUT_DIR/sub-<label>.html`` from the outputs found on disk.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+    subject : str
+        Label without ``sub-``.
+    template : str
+        Space label of the outputs.
+    failures : dict, optional
+        Branch keys (``sub-X[_ses-Y]``) to error messages.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    output_dir = Path(output_dir)
+    branches = []
+    for preproc in sorted(output_dir.glob(f"sub-{subject}/**/sub-{subject}*_desc-preproc_T1w"
+                                          ".nii.gz")):
+        stem = preproc.name.replace("_desc-preproc_T1w.nii.gz", "")
+        try:
+            branches.append(_branch(preproc.parent, stem, template))
+        except (OSError, KeyError, ValueError) as err:
+            branches.append({"name": stem, "ok": False})
+            failures = {**(failures or {}), stem: f"outputs incomplete: {err}"}
+    errors = sorted((k, v) for k, v in (failures or {}).items()
+                    if k == f"sub-{subject}" or k.startswith(f"sub-{subject}_"))
+    for key, _ in errors:
+        if key not in {b["name"] for b in branches}:
+            branches.append({"name": key, "ok": False})
+    env = Environment(loader=PackageLoader("bgs_app", "data/templates"),
+                      autoescape=select_autoescape(["html"]))
+    html = env.get_template("participant.html").render(
+        subject=subject, version=__version__, template=template, atlas=ATLAS_NAME,
+        date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), branches=branches, errors=errors)
+    return write_text(output_dir / f"sub-{subject}.html", html)
+
+
+def write_participant_reports(output_dir: Path, subjects: list[str], template: str,
+                              failures: dict[str, str] | None = None) -> list[Path]:
+    """Write the report of every subject; a failing report is logged, not fatal."""
+    written = []
+    for subject in subjects:
+        try:
+            written.append(build_participant_report(output_dir, subject, template, failures))
+        except Exception as err:  # a report must never hide the run's results
+            LOGGER.warning("sub-%s: the report could not be written (%s)", subject, err)
+    return written

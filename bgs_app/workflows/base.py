@@ -1,0 +1,209 @@
+"""The participant workflow: one anatomical branch per T1w image, with its outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bgs_app import __version__
+from bgs_app.bids import T1wInput, derivative_path
+from bgs_app.interfaces.io import CompletionRecord, DerivativesSink
+from bgs_app.interfaces.modelgrid import grid_metadata
+from bgs_app.templates import Template
+from bgs_app.workflows.anatomical import init_anat_preproc_wf
+
+#: Raw-file entities that carry into derivative names.
+CARRIED = ("sub", "ses", "acq", "ce", "rec", "run")
+_ENTITY_KEYS = {"subject": "sub", "session": "ses", "acquisition": "acq", "ceagent": "ce",
+                "reconstruction": "rec", "run": "run"}
+
+
+def branch_entities(t1w: T1wInput) -> dict[str, str]:
+    """Entities of a T1w image that its derivatives keep (sub, ses, acq, ce, rec, run)."""
+    out = {}
+    for key, value in t1w.entities.items():
+        short = _ENTITY_KEYS.get(key)
+        if short:
+            out[short] = str(value)
+    return {k: out[k] for k in CARRIED if k in out}
+
+
+def branch_name(t1w: T1wInput) -> str:
+    """A Nipype-safe name for a branch, e.g. ``sub_01_ses_1_run_2``."""
+    ents = branch_entities(t1w)
+    return re.sub(r"[^A-Za-z0-9_]", "_", "_".join(f"{k}_{v}" for k, v in ents.items()))
+
+
+def record_path(output_dir: Path, t1w: T1wInput) -> Path:
+    """Where a branch's completion record lives."""
+    return Path(output_dir) / "logs" / "participant" / f"{branch_name(t1w)}.json"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file (inputs are checked by content, not by time stamp)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(t1w: T1wInput, settings: dict) -> dict:
+    """What a branch's outputs depend on: the input's content and the settings."""
+    return {"input": str(t1w.path), "input_sha256": file_digest(t1w.path),
+            "settings": dict(settings), "bgs_app_version": __version__}
+
+
+def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution: float,
+                     registration: str) -> dict[str, Path]:
+    """Derivative paths of one branch, by output name."""
+    ents = branch_entities(t1w)
+    out = Path(output_dir)
+
+    def path(extra, suffix, ext):
+        return derivative_path(out, {**ents, **extra}, suffix, ext)
+
+    paths = {
+        "t1w_preproc": path({"desc": "preproc"}, "T1w", ".nii.gz"),
+        "brain_mask": path({"desc": "brain"}, "mask", ".nii.gz"),
+        "t1w2tpl_affine": path({"from": "T1w", "to": template, "mode": "image"}, "xfm", ".mat"),
+        "tpl2t1w_affine": path({"from": template, "to": "T1w", "mode": "image"}, "xfm", ".mat"),
+        "gm_probseg": path({"label": "GM"}, "probseg", ".nii.gz"),
+        "wm_probseg": path({"label": "WM"}, "probseg", ".nii.gz"),
+        "csf_probseg": path({"label": "CSF"}, "probseg", ".nii.gz"),
+        "idps": path({"desc": "idps"}, "morph", ".tsv"),
+        "model_t1w": path({"space": template, "res": resolution, "desc": "model"}, "T1w",
+                          ".nii.gz"),
+    }
+    if registration == "syn":
+        paths["t1w2tpl_warp"] = path({"from": "T1w", "to": template, "mode": "image",
+                                      "desc": "nonlinear"}, "xfm", ".nii.gz")
+        paths["tpl2t1w_warp"] = path({"from": template, "to": "T1w", "mode": "image",
+                                      "desc": "nonlinear"}, "xfm", ".nii.gz")
+    return paths
+
+
+def _metadata(name: str, source: str, template: str, resolution: float,
+              registration: str) -> dict:
+    sources = [source]
+    spatial = "orig"
+    meta = {
+        "t1w_preproc": {"SkullStripped": False, "Sources": sources,
+                        "Description": "T1w reoriented to RAS and corrected for intensity "
+                                       "non-uniformity (N4)"},
+        "brain_mask": {"Type": "Brain", "Sources": sources, "SpatialReference": spatial,
+                       "Description": f"{template} brain mask through the inverse "
+                                      f"{'SyN' if registration == 'syn' else 'affine'} "
+                                      "transform, refined on the T1w"},
+        "t1w2tpl_affine": {"Description": f"ITK affine (antspyx): resamples the T1w into "
+                                          f"{template} (template-to-T1w point mapping)"},
+        "tpl2t1w_affine": {"Description": f"ITK affine (antspyx): resamples {template} "
+                                          "images into the T1w"},
+        "t1w2tpl_warp": {"Description": "SyN displacement field applied after the affine"},
+        "tpl2t1w_warp": {"Description": "Inverse SyN displacement field, applied before the "
+                                        "inverse affine"},
+        "idps": None,
+    }
+    for label in ("GM", "WM", "CSF"):
+        meta[f"{label.lower()}_probseg"] = {
+            "Sources": sources, "SpatialReference": spatial,
+            "Description": f"{label} posterior probability (Atropos, template priors)"}
+    model = grid_metadata(resolution, template)
+    model.update({"SkullStripped": True, "Sources": sources,
+                  "Resolution": f"{resolution:g} mm isotropic model grid in {template}, "
+                                "affine alignment"})
+    meta["model_t1w"] = model
+    return meta.get(name)
+
+
+def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
+                       resolution: float, registration: str, sloppy: bool,
+                       omp_nthreads: int, bids_dir: Path) -> pe.Workflow:
+    """Preprocess one T1w image and write its derivatives (then its completion record).
+
+    Parameters
+    ----------
+    t1w : bgs_app.bids.T1wInput
+    output_dir : pathlib.Path
+        The derivatives dataset.
+    template : bgs_app.templates.Template
+    resolution : float
+    registration : {"syn", "affine"}
+    sloppy : bool
+    omp_nthreads : int
+    bids_dir : pathlib.Path
+        The raw dataset (for ``Sources`` in sidecars).
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+    """
+    name = branch_name(t1w)
+    wf = pe.Workflow(name=f"single_t1w_{name}")
+    ents = branch_entities(t1w)
+    anat = init_anat_preproc_wf(
+        template=template, resolution=resolution, registration=registration, sloppy=sloppy,
+        omp_nthreads=omp_nthreads, participant_id=f"sub-{t1w.subject}",
+        session_id=f"ses-{t1w.session}" if t1w.session else "")
+    anat.inputs.inputnode.t1w = str(t1w.path)
+    try:
+        source = "bids:raw:" + t1w.path.relative_to(bids_dir).as_posix()
+    except ValueError:
+        source = t1w.path.as_uri()
+    paths = expected_outputs(output_dir, t1w, template.name, resolution, registration)
+    merge = pe.Node(niu.Merge(len(paths)), name="merge_outputs")
+    for index, (output, path) in enumerate(paths.items(), start=1):
+        meta = _metadata(output, source, template.name, resolution, registration)
+        node = pe.Node(DerivativesSink(out_path=str(path)), name=f"ds_{output}",
+                       run_without_submitting=True)
+        if meta:
+            node.inputs.metadata = meta
+        wf.connect(anat, f"outputnode.{output}", node, "in_file")
+        wf.connect(node, "out_file", merge, f"in{index}")
+    settings = {"template": template.name, "resolution": resolution,
+                "registration": registration, "sloppy": sloppy}
+    stamp = pe.Node(CompletionRecord(record=str(record_path(output_dir, t1w)),
+                                     provenance={**provenance(t1w, settings),
+                                                 "entities": ents}),
+                    name="completion_record", run_without_submitting=True)
+    wf.connect(merge, "out", stamp, "outputs")
+    return wf
+
+
+def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: Path,
+                        template: Template, resolution: float = 2.0,
+                        registration: str = "syn", sloppy: bool = False,
+                        omp_nthreads: int = 1,
+                        name: str = "bgs_app_participant_wf") -> pe.Workflow:
+    """The participant level: one branch per T1w image.
+
+    Parameters
+    ----------
+    inputs : list of bgs_app.bids.T1wInput
+        The selected images (see :func:`bgs_app.bids.collect_t1w`).
+    output_dir, bids_dir : pathlib.Path
+    template : bgs_app.templates.Template
+    resolution : float
+        Model-grid spacing (mm).
+    registration : {"syn", "affine"}
+    sloppy : bool
+    omp_nthreads : int
+    name : str
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        With one sub-workflow per image; it has no inputs (they are set here).
+    """
+    wf = pe.Workflow(name=name)
+    for t1w in inputs:
+        wf.add_nodes([init_single_t1w_wf(
+            t1w=t1w, output_dir=output_dir, template=template, resolution=resolution,
+            registration=registration, sloppy=sloppy, omp_nthreads=omp_nthreads,
+            bids_dir=bids_dir)])
+    return wf
+

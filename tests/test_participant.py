@@ -1,0 +1,287 @@
+"""The participant level on simulated whole-head studies, checked against the truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from bgs_app.templates import get_template, model_grid
+from bgs_app.workflows import init_anat_preproc_wf
+from tests.conftest import SHARED, crop_partial_fov, make_bids_tree
+
+BIN = Path(sys.executable).parent
+SUBJECTS = ("0001", "0002", "0003")
+
+
+def _truth(bids: Path, label: str, kind: str) -> Path:
+    return bids / "derivatives/simulation-truth" / f"sub-{label}" / "anat" / \
+        f"sub-{label}_desc-truth_{kind}"
+
+
+def test_one_bad_subject_fails_alone(participant_run, capsys):
+    assert participant_run["code"] == 1
+    records = sorted((participant_run["out"] / "logs/participant").glob("*.json"))
+    assert [r.stem for r in records] == [f"sub_{s}" for s in SUBJECTS]
+    report = (participant_run["out"] / "sub-9999.html").read_text()
+    assert "partial field of view" in report
+    assert list((participant_run["out"] / "logs/crash").glob("crash-*.txt"))
+
+
+def test_brain_masks_match_the_truth(participant_run):
+    for label in SUBJECTS:
+        est = nb.load(participant_run["out"] / f"sub-{label}/anat/"
+                      f"sub-{label}_desc-brain_mask.nii.gz")
+        truth = nb.as_closest_canonical(nb.load(_truth(participant_run["bids"], label,
+                                                       "mask.nii.gz")))
+        assert np.allclose(est.affine, truth.affine, atol=1e-3)
+        e, t = np.asarray(est.dataobj) > 0, np.asarray(truth.dataobj) > 0
+        dice = 2 * (e & t).sum() / (e.sum() + t.sum())
+        assert dice >= 0.95, (label, dice)
+
+
+def test_affine_registration_error_below_2mm(participant_run):
+    import ants
+
+    lps = np.array([-1.0, -1.0, 1.0])
+    for label in SUBJECTS:
+        anat = participant_run["out"] / f"sub-{label}/anat"
+        xfm = ants.read_transform(str(anat / f"sub-{label}_from-T1w_to-MNI152NLin2009aSym_"
+                                             "mode-image_xfm.mat"))
+        native_to_template = ants.invert_ants_transform(xfm)
+        truth = json.loads(_truth(participant_run["bids"], label, "xfm.json").read_text())
+        true = np.array(truth["AffineNativeToTemplate"])
+        mask = nb.load(_truth(participant_run["bids"], label, "mask.nii.gz"))
+        points = np.argwhere(np.asarray(mask.dataobj) > 0)[::97]
+        world = points @ mask.affine[:3, :3].T + mask.affine[:3, 3]
+        estimated = np.array([np.array(ants.apply_ants_transform_to_point(
+            native_to_template, tuple(p * lps))) * lps for p in world])
+        expected = world @ true[:3, :3].T + true[:3, 3]
+        rms = float(np.sqrt(((estimated - expected) ** 2).sum(1).mean()))
+        assert rms <= 2.0, (label, rms)
+
+
+def test_outputs_validate(participant_run):
+    proc = subprocess.run([BIN / "bids-validator-deno", "--format", "json",
+                           "--datasetTypes", "derivative", str(participant_run["out"])],
+                          capture_output=True, text=True)
+    errors = [i for i in json.loads(proc.stdout)["issues"]["issues"]
+              if i["severity"] == "error"]
+    assert errors == []
+    desc = json.loads((participant_run["out"] / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+
+
+def test_model_grid_image(participant_run):
+    shape, affine = model_grid(4.0)
+    anat = participant_run["out"] / "sub-0001/anat"
+    img = nb.load(anat / "sub-0001_space-MNI152NLin2009aSym_res-4_desc-model_T1w.nii.gz")
+    assert img.shape == shape == (40, 48, 40)
+    assert np.allclose(img.affine, affine)
+    data = img.get_fdata()
+    assert abs(data[data > 0].mean() - 1.0) < 0.1
+    meta = json.loads((anat / "sub-0001_space-MNI152NLin2009aSym_res-4_desc-model_T1w.json")
+                      .read_text())
+    assert meta["Shape"] == [40, 48, 40] and meta["Template"] == "MNI152NLin2009aSym"
+    assert meta["SkullStripped"] is True and "Resolution" in meta
+
+
+def test_idps_are_consistent(participant_run):
+    for label in SUBJECTS:
+        anat = participant_run["out"] / f"sub-{label}/anat"
+        idps = pd.read_csv(anat / f"sub-{label}_desc-idps_morph.tsv", sep="\t")
+        row = idps.iloc[0]
+        assert row["participant_id"] == f"sub-{label}"
+        tissues = row["gm_volume"] + row["wm_volume"] + row["csf_volume"]
+        assert abs(tissues - row["tiv"]) / row["tiv"] < 0.02
+        assert 1.2e6 < row["etiv"] < 2.6e6
+        regional = [c for c in idps.columns if c.startswith("gm_") and c != "gm_volume"]
+        assert len(regional) > 90 and row["gm_Left_Hippocampus"] > 1000
+        meta = json.loads((anat / f"sub-{label}_desc-idps_morph.json").read_text())
+        assert meta["Atlas"]["Name"] == "HarvardOxford"
+        assert meta["gm_Left_Hippocampus"]["Units"] == "mm^3"
+
+
+def test_reports_have_figures_and_errors(participant_run):
+    html = (participant_run["out"] / "sub-0001.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "No errors to report" in html
+    assert "Left Hippocampus" in html
+
+
+def test_rerun_skips_complete_subjects(participant_run, tmp_path):
+    from bgs_app.cli.run import main
+
+    records = {p: p.stat().st_mtime for p in
+               (participant_run["out"] / "logs/participant").glob("*.json")}
+    start = time.time()
+    code = main([str(participant_run["bids"]), str(participant_run["out"]), "participant",
+                 "--participant-label", *SUBJECTS, "--sloppy", "--resolution", "4",
+                 "-w", str(participant_run["work"]), "--skip-bids-validation"])
+    assert code == 0
+    assert time.time() - start < 60
+    assert {p: p.stat().st_mtime for p in records} == records
+    # Changing a setting makes the outputs stale: they are not reused.
+    from bgs_app.config import Config
+    from bgs_app.workflows.execute import is_complete
+
+    config = Config.create(bids_dir=participant_run["bids"], output_dir=participant_run["out"],
+                           analysis_level="participant", sloppy=True, resolution=2.0)
+    from bgs_app.participant import select_inputs
+
+    inputs = select_inputs(Config.create(bids_dir=participant_run["bids"],
+                                         output_dir=participant_run["out"],
+                                         analysis_level="participant",
+                                         participant_label=("0001",)))
+    assert not is_complete(config, inputs[0], "MNI152NLin2009aSym")
+
+
+def test_reports_only(participant_run):
+    from bgs_app.cli.run import main
+
+    report = participant_run["out"] / "sub-0002.html"
+    report.unlink()
+    code = main([str(participant_run["bids"]), str(participant_run["out"]), "participant",
+                 "--participant-label", "0002", "--reports-only", "--skip-bids-validation"])
+    assert code == 0 and report.is_file()
+
+
+def test_killed_run_resumes_without_redoing_finished_subjects(tmp_path, participant_run):
+    bids = make_bids_tree(tmp_path / "ds", [])
+    for label in ("0001", "0002"):
+        src = participant_run["bids"] / f"sub-{label}/anat/sub-{label}_T1w.nii.gz"
+        dst = bids / f"sub-{label}/anat/sub-{label}_T1w.nii.gz"
+        dst.parent.mkdir(parents=True)
+        dst.write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    args = [str(BIN / "bgs_app"), str(bids), str(out), "participant", "--nprocs", "1",
+            "--omp-nthreads", "2", "--sloppy", "--resolution", "4", "-w",
+            str(tmp_path / "work"), "--skip-bids-validation"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first = out / "logs/participant"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(first.glob("*.json")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime for p in first.glob("*.json")}
+    assert len(finished) == 1, "the run was killed after exactly one subject finished"
+    # Nothing half-written under a final name: no temporary files are left behind.
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "skipped" in rerun.stderr
+    assert {p: p.stat().st_mtime for p in finished} == finished
+    assert len(list(first.glob("*.json"))) == 2
+
+
+def test_workflow_is_importable_and_reusable():
+    wf = init_anat_preproc_wf(template=get_template(), resolution=3.0, registration="affine",
+                              name="my_anat")
+    assert wf.name == "my_anat"
+    assert "t1w" in wf.get_node("inputnode").inputs.copyable_trait_names()
+    outputs = wf.get_node("outputnode").inputs.copyable_trait_names()
+    for name in ("t1w_preproc", "brain_mask", "model_t1w", "idps", "gm_probseg"):
+        assert name in outputs
+    assert "N4" in wf.__desc__ and "Atropos" in wf.__desc__
+    assert wf.get_node("register_syn") is None
+
+
+def test_partial_fov_is_refused_with_a_clear_message(tmp_path, participant_run):
+    from bgs_app.interfaces.images import ImageCheckError, load_t1w
+
+    src = participant_run["bids"] / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    cropped = crop_partial_fov(src, tmp_path / "crop.nii.gz")
+    with pytest.raises(ImageCheckError, match="partial field of view"):
+        load_t1w(cropped, tmp_path / "out.nii.gz")
+    four_d = nb.Nifti1Image(np.zeros((10, 10, 10, 3), np.float32), np.eye(4))
+    four_d.to_filename(tmp_path / "4d.nii.gz")
+    with pytest.raises(ImageCheckError, match="must be 3-D"):
+        load_t1w(tmp_path / "4d.nii.gz", tmp_path / "out.nii.gz")
+    one = nb.load(src)
+    nb.Nifti1Image(np.asarray(one.dataobj)[..., None], one.affine).to_filename(
+        tmp_path / "one.nii.gz")
+    info = load_t1w(tmp_path / "one.nii.gz", tmp_path / "out.nii.gz")
+    assert nb.load(tmp_path / "out.nii.gz").ndim == 3
+    assert "".join(nb.aff2axcodes(nb.load(tmp_path / "out.nii.gz").affine)) == "RAS"
+    assert info["orientation"] == "".join(nb.aff2axcodes(one.affine))
+
+
+REAL = SHARED / "t1w"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/testdata/t1w is absent")
+def test_real_whole_head_images(tmp_path):
+    """Real whole-head scans register; the partial field of view is refused alone."""
+    from bgs_app.cli.run import main
+
+    bids = make_bids_tree(tmp_path / "ds", [])
+    sources = {"otsu": "otsu_T1w.nii.gz", "colin": "colin27_T1w.nii.gz",
+               "fsbrain": "fsbrain_T1w.mgz", "pfov": "partialfov_T1w.nii"}
+    for label, name in sources.items():
+        img = nb.load(REAL / name)
+        dst = bids / f"sub-{label}/anat/sub-{label}_T1w.nii.gz"
+        dst.parent.mkdir(parents=True)
+        nb.Nifti1Image(np.asarray(img.dataobj), img.affine).to_filename(dst)
+    (bids / "participants.tsv").write_text(
+        "participant_id\n" + "".join(f"sub-{k}\n" for k in sources))
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
+                 "--sloppy", "--resolution", "2", "-w", str(tmp_path / "work")])
+    assert code == 1
+    assert "partial field of view" in (out / "sub-pfov.html").read_text()
+    template = get_template()
+    for label in ("otsu", "colin", "fsbrain"):
+        img = nb.load(out / f"sub-{label}/anat/sub-{label}_space-MNI152NLin2009aSym_res-2_"
+                      "desc-model_T1w.nii.gz")
+        similarity = template_similarity(img, template)
+        data = img.get_fdata()
+        at_estimate = similarity(data)
+        # Justification: the estimate must beat every nearby alignment (6 mm shifts,
+        # 8-degree rotations): a registration stuck off target does not. The floor of
+        # 0.3 is above what these images give 10 mm off target (0.2-0.3 measured).
+        assert at_estimate > 0.3, (label, at_estimate)
+        for axis in range(3):
+            for sign in (-1, 1):
+                shift = [0, 0, 0]
+                shift[axis] = 3 * sign
+                assert at_estimate > similarity(ndimage.shift(data, shift, order=1)), (
+                    label, "shift", shift)
+                plane = tuple(a for a in range(3) if a != axis)
+                rotated = ndimage.rotate(data, 8 * sign, axes=plane, reshape=False, order=1)
+                assert at_estimate > similarity(rotated), (label, "rotation", plane, sign)
+
+
+def template_similarity(img, template):
+    """Spearman correlation with the template inside its eroded brain mask (model grid)."""
+    import warnings
+
+    from nilearn.image import resample_to_img
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t1 = resample_to_img(nb.load(template.t1w), img, force_resample=True,
+                             copy_header=True).get_fdata()
+        mask_img = nb.load(template.mask)
+        mask = resample_to_img(nb.Nifti1Image(mask_img.get_fdata(dtype=np.float32),
+                                              mask_img.affine), img, force_resample=True,
+                               copy_header=True).get_fdata() > 0.5
+    mask = ndimage.binary_erosion(mask, iterations=2)
+    reference = t1[mask]
+
+    def similarity(data):
+        return float(stats.spearmanr(data[mask], reference)[0])
+
+    return similarity
