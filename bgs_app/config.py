@@ -57,6 +57,14 @@ class Config:
     model: Path | None = None
     genotypes: str | None = None
     snps: tuple[str, ...] | None = None
+    snps_file: Path | None = None
+    genotype_id_map: Path | None = None
+    maf: float = 0.01
+    geno: float = 0.1
+    hwe: float = 1e-6
+    mind: float = 0.1
+    genetic_pcs: int = 0
+    pca_genotypes: str | None = None
     phenotypes: tuple[str, ...] | None = None
     covariates: tuple[str, ...] | None = None
     work_dir: Path | None = None
@@ -86,7 +94,8 @@ class Config:
         if unknown:
             raise UsageError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
         for name in ("bids_dir", "output_dir", "bids_filter_file", "bids_database_dir",
-                     "template_mask", "model", "work_dir", "config_file", "use_plugin"):
+                     "template_mask", "model", "work_dir", "config_file", "use_plugin",
+                     "snps_file", "genotype_id_map"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser().absolute()
         for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates"):

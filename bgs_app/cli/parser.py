@@ -137,6 +137,25 @@ def get_parser() -> argparse.ArgumentParser:
                        help="PLINK 1 binary fileset (.bed/.bim/.fam) without extension")
     g_gen.add_argument("--snps", dest="snps", nargs="+", metavar="RSID",
                        help="SNPs to predict; default: the packaged panel")
+    g_gen.add_argument("--snps-file", dest="snps_file", type=Path, metavar="FILE",
+                       help="a file with one rsID per line")
+    g_gen.add_argument("--genotype-id-map", dest="genotype_id_map", type=Path, metavar="TSV",
+                       help="TSV with participant_id and iid, when FAM IIDs are not the "
+                            "BIDS labels")
+    g_gen.add_argument("--maf", dest="maf", type=float,
+                       help="minimum minor-allele frequency, as PLINK" + _default("maf"))
+    g_gen.add_argument("--geno", dest="geno", type=float,
+                       help="maximum missing-call rate of a SNP, as PLINK" + _default("geno"))
+    g_gen.add_argument("--hwe", dest="hwe", type=float,
+                       help="minimum Hardy-Weinberg exact p, as PLINK" + _default("hwe"))
+    g_gen.add_argument("--mind", dest="mind", type=float,
+                       help="maximum missing-call rate of a person, as PLINK"
+                            + _default("mind"))
+    g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
+                       help="add N genetic principal components as covariates")
+    g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",
+                       help="genome-wide, LD-thinned fileset for the genetic PCs "
+                            "(default: --genotypes)")
     g_gen.add_argument("--phenotypes", dest="phenotypes", nargs="+", metavar="COLUMN",
                        help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
     g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",

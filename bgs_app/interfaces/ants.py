@@ -315,9 +315,17 @@ class AtroposSegment(SimpleInterface):
 
     def _run_interface(self, runtime):
         limit_threads(self.inputs.num_threads)
-        gm, wm, csf = atropos_segment(self.inputs.in_file, self.inputs.mask_file,
-                                      self.inputs.priors, os.path.join(runtime.cwd, "seg_"),
-                                      prior_weight=self.inputs.prior_weight,
-                                      iterations=self.inputs.iterations)
+        import tempfile
+
+        # antspyx writes Atropos's priors to temporary files: keep them in the work folder.
+        previous, tempfile.tempdir = tempfile.tempdir, runtime.cwd
+        try:
+            gm, wm, csf = atropos_segment(self.inputs.in_file, self.inputs.mask_file,
+                                          self.inputs.priors,
+                                          os.path.join(runtime.cwd, "seg_"),
+                                          prior_weight=self.inputs.prior_weight,
+                                          iterations=self.inputs.iterations)
+        finally:
+            tempfile.tempdir = previous
         self._results.update(gm=gm, wm=wm, csf=csf)
         return runtime

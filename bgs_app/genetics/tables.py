@@ -1,0 +1,41 @@
+"""Writing the genotype QC tables of the group level (TSV + JSON sidecars)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bgs_app.genetics.api import Genotypes
+from bgs_app.utils.atomic import write_json, write_tsv
+
+SNP_QC_COLUMNS = {
+    "snp": "SNP identifier (rsID) as in the .bim file",
+    "chrom": "Chromosome", "pos": "Base-pair position",
+    "a1": "Counted allele (A1, .bim column 5): dosages count copies of it",
+    "a2": "Other allele (A2, .bim column 6)",
+    "a1_freq": "Frequency of A1 among the people kept after --mind",
+    "call_rate": "Fraction of those people with a genotype call",
+    "hwe_p": "Hardy-Weinberg exact test p-value (Wigginton et al. 2005, as PLINK --hardy)",
+    "kept": "Whether the SNP passed QC", "reason": "Why the SNP was dropped",
+}
+PERSON_COLUMNS = {
+    "iid": "Individual ID in the .fam file (n/a: not genotyped)",
+    "participant_id": "BIDS participant (n/a: genotyped but no MRI)",
+    "call_rate": "Fraction of the requested SNPs with a genotype call",
+    "kept": "Whether the person's genotypes were used",
+    "reason": "Why the person was not used",
+}
+
+
+def write_genotype_tables(genotypes: Genotypes, group_dir: Path,
+                          thresholds: dict[str, float | None]) -> tuple[Path, Path]:
+    """Write ``genotype_qc.tsv`` and ``subjects.tsv`` (with sidecars) under ``group_dir``."""
+    group_dir = Path(group_dir)
+    qc = write_tsv(genotypes.snp_qc, group_dir / "genotype_qc.tsv")
+    write_json(group_dir / "genotype_qc.json",
+               {**{k: {"Description": v} for k, v in SNP_QC_COLUMNS.items()},
+                "Source": genotypes.source, "Thresholds": thresholds})
+    subjects = write_tsv(genotypes.person_qc, group_dir / "subjects.tsv")
+    write_json(group_dir / "subjects.json",
+               {**{k: {"Description": v} for k, v in PERSON_COLUMNS.items()},
+                "Summary": genotypes.summary})
+    return qc, subjects
