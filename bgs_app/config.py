@@ -67,6 +67,7 @@ class Config:
     pca_genotypes: str | None = None
     phenotypes: tuple[str, ...] | None = None
     covariates: tuple[str, ...] | None = None
+    nonlinear_age: bool = False
     work_dir: Path | None = None
     config_file: Path | None = None
     stop_on_first_crash: bool = False

@@ -156,6 +156,8 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",
                        help="genome-wide, LD-thinned fileset for the genetic PCs "
                             "(default: --genotypes)")
+    g_gen.add_argument("--nonlinear-age", dest="nonlinear_age", action="store_true",
+                       help="add age^2 and age x sex to the covariates")
     g_gen.add_argument("--phenotypes", dest="phenotypes", nargs="+", metavar="COLUMN",
                        help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
     g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",

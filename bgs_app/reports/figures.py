@@ -8,12 +8,12 @@ import io
 import numpy as np
 
 
-def to_data_uri(fig) -> str:
+def to_data_uri(fig, facecolor: str = "black") -> str:
     """Render a matplotlib figure as a PNG data URI and close it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight", facecolor="black")
+    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight", facecolor=facecolor)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 

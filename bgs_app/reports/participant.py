@@ -52,7 +52,11 @@ def _branch(anat: Path, stem: str, template: str) -> dict:
 
 
 def _registration_figure(model: nb.Nifti1Image, template) -> str:
+    import warnings
+
     from nilearn.image import resample_to_img
+
+    warnings.filterwarnings("ignore", message="Resampling binary images")
 
     data = model.get_fdata(dtype=np.float32)
     contours = []
