@@ -90,7 +90,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
         ncfg.update_config({
             "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
                           "stop_on_first_crash": config.stop_on_first_crash,
-                          "remove_unnecessary_outputs": False, "hash_method": "content",
+                          "remove_unnecessary_outputs": False, "hash_method": "timestamp",
                           "poll_sleep_duration": 0.5, "create_report": False},
             "logging": {"log_directory": str(config.output_dir / "logs"),
                         "workflow_level": "DEBUG" if config.verbose >= 2 else "WARNING",
