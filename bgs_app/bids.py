@@ -364,6 +364,8 @@ def write_derivative_description(output_dir: Path, bids_dir: Path | None = None,
             if doi:
                 source = {"DOI": doi}
         desc["SourceDatasets"] = [source]
+        # Sidecars name their sources as bids:raw:<path>.
+        desc["DatasetLinks"] = {"raw": Path(bids_dir).absolute().as_uri()}
     return write_json(Path(output_dir) / "dataset_description.json", desc)
 
 

@@ -44,6 +44,27 @@ def prepare_output(config: Config) -> None:
     write_bidsignore(config.output_dir, BIDSIGNORE)
 
 
+def write_boilerplate(config: Config):
+    """Write the participant level's methods paragraph (Markdown) for these options."""
+    from bgs_app import __version__
+    from bgs_app.templates import get_template
+    from bgs_app.utils.atomic import write_text
+    from bgs_app.workflows.anatomical import init_anat_preproc_wf
+
+    template = get_template(config.template, str(config.template_mask)
+                            if config.template_mask else None)
+    wf = init_anat_preproc_wf(template=template, resolution=config.resolution,
+                              registration=config.registration)
+    text = (f"# Methods (participant level)\n\nResults were generated with bgs_app "
+            f"{__version__}, which uses Nipype [@nipype] and ANTs [@ants] through antspyx.\n\n"
+            f"{wf.__desc__}\n\n## References\n\n"
+            "- [@nipype] Gorgolewski et al. (2011) Front Neuroinform 5:13.\n"
+            "- [@ants] Avants et al. (2008) Med Image Anal 12:26-41.\n"
+            "- [@n4] Tustison et al. (2010) IEEE Trans Med Imaging 29:1310-1320.\n"
+            "- [@atropos] Avants et al. (2011) Neuroinformatics 9:381-400.\n")
+    return write_text(config.output_dir / "logs" / "CITATION.md", text)
+
+
 def run_participant_level(config: Config) -> int:
     """Run the participant level for ``config`` and return the exit code.
 
@@ -51,8 +72,17 @@ def run_participant_level(config: Config) -> int:
     runs the participant workflow (one branch per image); a failing subject is
     reported and does not stop the others.
     """
+    if config.model is not None:
+        from bgs_app.errors import BgsError
+
+        raise BgsError("--model (scores and saliency at the participant level) is not "
+                       "available in this version yet; run without --model")
     inputs = select_inputs(config)
     prepare_output(config)
+    if config.boilerplate_only:
+        path = write_boilerplate(config)
+        LOGGER.info("Methods boilerplate written to %s", path)
+        return 0
     if config.reports_only:
         from bgs_app.reports.participant import write_participant_reports
         from bgs_app.templates import get_template

@@ -181,3 +181,17 @@ def test_help_groups_like_fmriprep():
     assert titles[:2] == ["positional arguments", "options"]
     assert "Options for filtering BIDS queries" in titles
     assert "Workflow configuration" in titles
+
+
+def test_boilerplate_only_and_unavailable_levels(example_bids, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(example_bids), str(out), "participant", "--boilerplate-only",
+                 "--skip-bids-validation", "--registration", "affine"]) == 0
+    text = (out / "logs" / "CITATION.md").read_text()
+    assert "N4" in text and "SyN" not in text and "[@ants]" in text
+    assert not list(out.glob("sub-*"))  # nothing was run
+    assert main([str(example_bids), str(out), "group", "--skip-bids-validation"]) == 1
+    assert "group level is not available" in capsys.readouterr().err
+    assert main([str(example_bids), str(out), "participant", "--model", str(tmp_path),
+                 "--skip-bids-validation"]) == 1
+    assert "--model" in capsys.readouterr().err

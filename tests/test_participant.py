@@ -285,3 +285,36 @@ def template_similarity(img, template):
         return float(stats.spearmanr(data[mask], reference)[0])
 
     return similarity
+
+
+def test_user_template_and_affine_registration(participant_run, tmp_path):
+    """--template IMAGE --template-mask MASK (no priors, no atlas) with affine only."""
+    from bgs_app.cli.run import main
+
+    template = get_template()
+    bids = make_bids_tree(tmp_path / "ds", [])
+    src = participant_run["bids"] / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    dst = bids / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    import shutil
+
+    shutil.copy(template.t1w_reg, tmp_path / "mytemplate.nii.gz")
+    shutil.copy(template.mask_reg, tmp_path / "mymask.nii.gz")
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--template",
+                 str(tmp_path / "mytemplate.nii.gz"), "--template-mask",
+                 str(tmp_path / "mymask.nii.gz"), "--registration", "affine",
+                 "--sloppy", "--resolution", "4", "--skip-bids-validation", "-w",
+                 str(tmp_path / "work")])
+    assert code == 0
+    anat = out / "sub-0001/anat"
+    assert (anat / "sub-0001_space-custom_res-4_desc-model_T1w.nii.gz").is_file()
+    assert not list(anat.glob("*desc-nonlinear*"))
+    idps = pd.read_csv(anat / "sub-0001_desc-idps_morph.tsv", sep="\t")
+    assert not [c for c in idps.columns if c.startswith("gm_") and c != "gm_volume"]
+    assert 0.3 < idps["gm_volume"][0] / idps["tiv"][0] < 0.7  # k-means GM is plausible
+    est = np.asarray(nb.load(anat / "sub-0001_desc-brain_mask.nii.gz").dataobj) > 0
+    truth = np.asarray(nb.as_closest_canonical(nb.load(
+        _truth(participant_run["bids"], "0001", "mask.nii.gz"))).dataobj) > 0
+    assert 2 * (est & truth).sum() / (est.sum() + truth.sum()) > 0.93

@@ -138,38 +138,48 @@ def apply_transforms(reference, moving, transforms, out_file, *, invert=None,
 
 def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: float = 0.25,
                     iterations: int = 3, resolution_mm: float = 2.5) -> list[str]:
-    """Three-class tissue segmentation (Atropos) with template priors (GM, WM, CSF).
+    """Three-class tissue segmentation (Atropos), with template priors when given.
 
     Atropos runs on a ``resolution_mm`` copy of the image (it is the costly step at
     1 mm); its posteriors are interpolated back to the native grid and renormalised
-    inside the mask.
+    inside the mask. Without priors (a user template without tissue maps), classes
+    are initialised by k-means and ordered by intensity (CSF < GM < WM on T1w).
 
     Returns
     -------
     list of str
-        Posterior probability maps in the order of ``priors``.
+        GM, WM and CSF posterior probability maps.
     """
     import ants
 
     img = ants.image_read(str(in_file))
     mask = ants.image_read(str(mask_file))
-    prior_imgs = [ants.image_read(str(p)) for p in priors]
-    work_img, work_mask, work_priors = img, mask, prior_imgs
+    work_img, work_mask = img, mask
     if resolution_mm and min(img.spacing) < resolution_mm:
         spacing = (resolution_mm,) * 3
         work_img = ants.resample_image(img, spacing, use_voxels=False, interp_type=0)
         work_mask = ants.resample_image_to_target(mask, work_img, interp_type="nearestNeighbor")
-        work_priors = [ants.resample_image_to_target(p, work_img, interp_type="linear")
-                       for p in prior_imgs]
-    work_priors = [p * work_mask for p in work_priors]
-    total = work_priors[0] + work_priors[1] + work_priors[2]
-    arr = total.numpy()
-    arr[arr < 1e-6] = 1.0
-    norm = total.new_image_like(arr)
-    work_priors = [p / norm for p in work_priors]
-    result = ants.atropos(a=work_img, x=work_mask, i=work_priors, m="[0.1,1x1x1]",
-                          c=f"[{iterations},0]", priorweight=prior_weight)
-    posteriors = result["probabilityimages"]
+    if priors:
+        work_priors = [ants.resample_image_to_target(ants.image_read(str(p)), work_img,
+                                                     interp_type="linear") * work_mask
+                       for p in priors]
+        total = work_priors[0] + work_priors[1] + work_priors[2]
+        arr = total.numpy()
+        arr[arr < 1e-6] = 1.0
+        norm = total.new_image_like(arr)
+        init = [p / norm for p in work_priors]
+        result = ants.atropos(a=work_img, x=work_mask, i=init, m="[0.1,1x1x1]",
+                              c=f"[{iterations},0]", priorweight=prior_weight)
+        posteriors = list(result["probabilityimages"])
+    else:
+        result = ants.atropos(a=work_img, x=work_mask, i="Kmeans[3]", m="[0.1,1x1x1]",
+                              c=f"[{iterations},0]")
+        posteriors = list(result["probabilityimages"])
+        data = work_img.numpy()
+        means = [float((p.numpy() * data).sum() / max(p.numpy().sum(), 1e-6))
+                 for p in posteriors]
+        csf, gm, wm = (posteriors[i] for i in np.argsort(means))
+        posteriors = [gm, wm, csf]
     if work_img is not img:
         posteriors = [ants.resample_image_to_target(p, img, interp_type="linear")
                       for p in posteriors]
@@ -295,7 +305,7 @@ class ApplyTransforms(SimpleInterface):
 class _AtroposInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True)
     mask_file = File(exists=True, mandatory=True)
-    priors = InputMultiObject(File(exists=True), mandatory=True, desc="GM, WM, CSF priors")
+    priors = InputMultiObject(File(exists=True), desc="GM, WM, CSF priors (optional)")
     prior_weight = traits.Float(0.25, usedefault=True)
     iterations = traits.Int(3, usedefault=True)
     num_threads = traits.Int(1, usedefault=True)
@@ -320,8 +330,9 @@ class AtroposSegment(SimpleInterface):
         # antspyx writes Atropos's priors to temporary files: keep them in the work folder.
         previous, tempfile.tempdir = tempfile.tempdir, runtime.cwd
         try:
+            priors = self.inputs.priors if isdefined(self.inputs.priors) else None
             gm, wm, csf = atropos_segment(self.inputs.in_file, self.inputs.mask_file,
-                                          self.inputs.priors,
+                                          priors,
                                           os.path.join(runtime.cwd, "seg_"),
                                           prior_weight=self.inputs.prior_weight,
                                           iterations=self.inputs.iterations)

@@ -37,8 +37,9 @@ def compute_idps(gm, wm, csf, mask, atlas, atlas_labels, affine, template_mask) 
         Tissue probability maps in subject space.
     mask : path-like
         Brain mask in subject space.
-    atlas : path-like
-        Label atlas resampled to subject space (nearest neighbour).
+    atlas : path-like or None
+        Label atlas resampled to subject space (nearest neighbour); None (a template
+        without an atlas) gives no regional columns.
     atlas_labels : path-like
         TSV with ``index`` and ``name``.
     affine : path-like
@@ -66,6 +67,8 @@ def compute_idps(gm, wm, csf, mask, atlas, atlas_labels, affine, template_mask) 
     tvox = float(np.prod(tmask.header.get_zooms()[:3]))
     row["etiv"] = float((np.asarray(tmask.dataobj) > 0).sum() * tvox
                         * affine_determinant(affine))
+    if atlas is None:
+        return pd.DataFrame([row])
     labels = np.asarray(nb.load(atlas).dataobj).astype(np.int32)
     names = pd.read_csv(atlas_labels, sep="\t")
     sums = np.bincount(labels.ravel(), weights=probs["gm"].ravel(),
@@ -99,8 +102,8 @@ class _IDPInputSpec(BaseInterfaceInputSpec):
     wm = File(exists=True, mandatory=True)
     csf = File(exists=True, mandatory=True)
     mask = File(exists=True, mandatory=True)
-    atlas = File(exists=True, mandatory=True)
-    atlas_labels = File(exists=True, mandatory=True)
+    atlas = File(exists=True)
+    atlas_labels = File(exists=True)
     affine = File(exists=True, mandatory=True)
     template_mask = File(exists=True, mandatory=True)
     participant_id = traits.Str(mandatory=True)
@@ -118,9 +121,12 @@ class ComputeIDPs(SimpleInterface):
     output_spec = _IDPOutputSpec
 
     def _run_interface(self, runtime):
+        from nipype.interfaces.base import isdefined
+
+        atlas = self.inputs.atlas if isdefined(self.inputs.atlas) else None
+        labels = self.inputs.atlas_labels if isdefined(self.inputs.atlas_labels) else None
         table = compute_idps(self.inputs.gm, self.inputs.wm, self.inputs.csf, self.inputs.mask,
-                             self.inputs.atlas, self.inputs.atlas_labels, self.inputs.affine,
-                             self.inputs.template_mask)
+                             atlas, labels, self.inputs.affine, self.inputs.template_mask)
         if self.inputs.session_id:
             table.insert(0, "session_id", self.inputs.session_id)
         table.insert(0, "participant_id", self.inputs.participant_id)

@@ -88,9 +88,11 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
            else "")
         + ". The template's brain mask, brought back through the inverse transform and "
         "refined on the image's intensities, gave the brain mask. Grey matter, white matter "
-        "and CSF were segmented with Atropos [@atropos] using the template's tissue "
-        "probability maps as priors, and regional grey-matter volumes were computed over the "
-        f"{ATLAS_NAME} atlas brought to the subject. The CNN's input was the brain-extracted "
+        "and CSF were segmented with Atropos [@atropos] "
+        + ("using the template's tissue probability maps as priors, and regional grey-matter "
+           f"volumes were computed over the {ATLAS_NAME} atlas brought to the subject. "
+           if template.gm is not None else "initialised by k-means. ")
+        + "The CNN's input was the brain-extracted "
         f"image resampled through the affine transform into a {resolution:g} mm grid covering "
         "the brain and divided by its mean inside the brain mask."
     )
@@ -122,17 +124,21 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                                          num_threads=omp_nthreads),
                          name="mask_final", n_procs=omp_nthreads)
     refine_final = pe.Node(RefineMask(), name="refine_final")
+    has_priors = None not in (template.gm, template.wm, template.csf)
     priors = pe.MapNode(ApplyTransforms(interpolation="linear", num_threads=omp_nthreads),
                         iterfield=["moving"], name="warp_priors", n_procs=omp_nthreads)
-    priors.inputs.moving = [str(template.gm), str(template.wm), str(template.csf)]
+    if has_priors:
+        priors.inputs.moving = [str(template.gm), str(template.wm), str(template.csf)]
     atropos = pe.Node(AtroposSegment(iterations=2 if sloppy else 3, num_threads=omp_nthreads),
                       name="atropos", n_procs=omp_nthreads)
-    atlas = pe.Node(ApplyTransforms(moving=str(template.atlas), interpolation="nearestNeighbor",
+    atlas = pe.Node(ApplyTransforms(interpolation="nearestNeighbor",
                                     out_name="atlas_dseg.nii.gz", num_threads=omp_nthreads),
                     name="warp_atlas", n_procs=omp_nthreads)
-    idps = pe.Node(ComputeIDPs(atlas_labels=str(template.atlas_labels),
-                               template_mask=str(template.mask), participant_id=participant_id,
+    idps = pe.Node(ComputeIDPs(template_mask=str(template.mask), participant_id=participant_id,
                                session_id=session_id), name="idps")
+    if template.atlas is not None:
+        atlas.inputs.moving = str(template.atlas)
+        idps.inputs.atlas_labels = str(template.atlas_labels)
     model = pe.Node(ModelGridImage(resolution=resolution), name="model_grid")
 
     wf.connect([
@@ -154,14 +160,10 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         (n4, mask_final, [("out_file", "reference")]),
         (mask_final, refine_final, [("out_file", "in_file")]),
         (n4, refine_final, [("out_file", "t1w")]),
-        (n4, priors, [("out_file", "reference")]),
         (n4, atropos, [("out_file", "in_file")]),
         (refine_final, atropos, [("out_file", "mask_file")]),
-        (priors, atropos, [("out_file", "priors")]),
-        (n4, atlas, [("out_file", "reference")]),
         (atropos, idps, [("gm", "gm"), ("wm", "wm"), ("csf", "csf")]),
         (refine_final, idps, [("out_file", "mask")]),
-        (atlas, idps, [("out_file", "atlas")]),
         (reg_brain, idps, [("affine", "affine")]),
         (n4, model, [("out_file", "t1w")]),
         (refine_final, model, [("out_file", "mask")]),
@@ -173,7 +175,6 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         (invert, outputnode, [("out_file", "tpl2t1w_affine")]),
         (atropos, outputnode, [("gm", "gm_probseg"), ("wm", "wm_probseg"),
                                ("csf", "csf_probseg")]),
-        (atlas, outputnode, [("out_file", "atlas_dseg")]),
         (idps, outputnode, [("out_file", "idps")]),
         (model, outputnode, [("out_file", "model_t1w")]),
     ])
@@ -193,7 +194,17 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         inverse_source = reg_syn
     else:
         inverse_source = reg_brain
-    for node in (mask_final, priors, atlas):
+    warped = [mask_final]
+    if has_priors:
+        wf.connect([(n4, priors, [("out_file", "reference")]),
+                    (priors, atropos, [("out_file", "priors")])])
+        warped.append(priors)
+    if template.atlas is not None:
+        wf.connect([(n4, atlas, [("out_file", "reference")]),
+                    (atlas, idps, [("out_file", "atlas")]),
+                    (atlas, outputnode, [("out_file", "atlas_dseg")])])
+        warped.append(atlas)
+    for node in warped:
         wf.connect(inverse_source, "inverse_transforms", node, "transforms")
         wf.connect(inverse_source, "inverse_invert", node, "invert")
     return wf
