@@ -38,31 +38,28 @@ class PlinkFiles:
         return files
 
 
+def _read_table(path: Path, columns: list[str], kind: str) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise GenotypeError(f"{path}: unreadable {kind} file ({err})") from err
+    if table.shape[1] != len(columns):
+        raise GenotypeError(f"{path}: a {kind} file has {len(columns)} columns, this one has "
+                            f"{table.shape[1]}")
+    table.columns = columns
+    return table
+
+
 def read_bim(files: PlinkFiles) -> pd.DataFrame:
     """The variant table: ``chrom, snp, cm, pos, a1, a2`` (A1 is the counted allele)."""
-    try:
-        bim = pd.read_csv(files.bim, sep=r"\s+", header=None, dtype=str, engine="c")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-        raise GenotypeError(f"{files.bim}: unreadable .bim file ({err})") from err
-    if bim.shape[1] != 6:
-        raise GenotypeError(f"{files.bim}: a .bim file has 6 columns, this one has "
-                            f"{bim.shape[1]}")
-    bim.columns = ["chrom", "snp", "cm", "pos", "a1", "a2"]
+    bim = _read_table(files.bim, ["chrom", "snp", "cm", "pos", "a1", "a2"], ".bim")
     bim["pos"] = pd.to_numeric(bim["pos"], errors="coerce").astype("Int64")
     return bim
 
 
 def read_fam(files: PlinkFiles) -> pd.DataFrame:
     """The sample table: ``fid, iid, father, mother, sex, pheno``."""
-    try:
-        fam = pd.read_csv(files.fam, sep=r"\s+", header=None, dtype=str, engine="c")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-        raise GenotypeError(f"{files.fam}: unreadable .fam file ({err})") from err
-    if fam.shape[1] != 6:
-        raise GenotypeError(f"{files.fam}: a .fam file has 6 columns, this one has "
-                            f"{fam.shape[1]}")
-    fam.columns = ["fid", "iid", "father", "mother", "sex", "pheno"]
-    return fam
+    return _read_table(files.fam, ["fid", "iid", "father", "mother", "sex", "pheno"], ".fam")
 
 
 def check_bed(files: PlinkFiles, n_people: int, n_snps: int) -> None:
