@@ -137,13 +137,16 @@ def apply_transforms(reference, moving, transforms, out_file, *, invert=None,
 
 
 def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: float = 0.25,
-                    iterations: int = 3, resolution_mm: float = 2.5) -> list[str]:
+                    iterations: int = 3, resolution_mm: float = 2.5,
+                    prior_transforms=None, prior_invert=None) -> list[str]:
     """Three-class tissue segmentation (Atropos), with template priors when given.
 
     Atropos runs on a ``resolution_mm`` copy of the image (it is the costly step at
     1 mm); its posteriors are interpolated back to the native grid and renormalised
     inside the mask. Without priors (a user template without tissue maps), classes
     are initialised by k-means and ordered by intensity (CSF < GM < WM on T1w).
+    With ``prior_transforms`` the priors are template-space maps, brought straight onto
+    the working grid (cheaper than warping them to the native grid first).
 
     Returns
     -------
@@ -159,10 +162,17 @@ def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: flo
         spacing = (resolution_mm,) * 3
         work_img = ants.resample_image(img, spacing, use_voxels=False, interp_type=0)
         work_mask = ants.resample_image_to_target(mask, work_img, interp_type="nearestNeighbor")
-    if priors:
+    if priors and prior_transforms:
+        work_priors = [ants.apply_transforms(
+            fixed=work_img, moving=ants.image_read(str(p)),
+            transformlist=[str(t) for t in prior_transforms],
+            whichtoinvert=list(prior_invert) if prior_invert is not None else None,
+            interpolator="linear") * work_mask for p in priors]
+    elif priors:
         work_priors = [ants.resample_image_to_target(ants.image_read(str(p)), work_img,
                                                      interp_type="linear") * work_mask
                        for p in priors]
+    if priors:
         total = work_priors[0] + work_priors[1] + work_priors[2]
         arr = total.numpy()
         arr[arr < 1e-6] = 1.0
@@ -306,6 +316,9 @@ class _AtroposInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True)
     mask_file = File(exists=True, mandatory=True)
     priors = InputMultiObject(File(exists=True), desc="GM, WM, CSF priors (optional)")
+    prior_transforms = InputMultiObject(File(exists=True),
+                                        desc="template-to-subject transforms of the priors")
+    prior_invert = traits.List(traits.Bool)
     prior_weight = traits.Float(0.25, usedefault=True)
     iterations = traits.Int(3, usedefault=True)
     num_threads = traits.Int(1, usedefault=True)
@@ -331,9 +344,13 @@ class AtroposSegment(SimpleInterface):
         previous, tempfile.tempdir = tempfile.tempdir, runtime.cwd
         try:
             priors = self.inputs.priors if isdefined(self.inputs.priors) else None
+            transforms = (self.inputs.prior_transforms
+                          if isdefined(self.inputs.prior_transforms) else None)
+            invert = self.inputs.prior_invert if isdefined(self.inputs.prior_invert) else None
             gm, wm, csf = atropos_segment(self.inputs.in_file, self.inputs.mask_file,
-                                          priors,
-                                          os.path.join(runtime.cwd, "seg_"),
+                                          priors, os.path.join(runtime.cwd, "seg_"),
+                                          prior_transforms=transforms,
+                                          prior_invert=invert,
                                           prior_weight=self.inputs.prior_weight,
                                           iterations=self.inputs.iterations)
         finally:

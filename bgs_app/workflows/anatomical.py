@@ -125,12 +125,10 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                          name="mask_final", n_procs=omp_nthreads)
     refine_final = pe.Node(RefineMask(), name="refine_final")
     has_priors = None not in (template.gm, template.wm, template.csf)
-    priors = pe.MapNode(ApplyTransforms(interpolation="linear", num_threads=omp_nthreads),
-                        iterfield=["moving"], name="warp_priors", n_procs=omp_nthreads)
-    if has_priors:
-        priors.inputs.moving = [str(template.gm), str(template.wm), str(template.csf)]
     atropos = pe.Node(AtroposSegment(iterations=2 if sloppy else 3, num_threads=omp_nthreads),
                       name="atropos", n_procs=omp_nthreads)
+    if has_priors:  # template-space priors, warped by Atropos onto its working grid
+        atropos.inputs.priors = [str(template.gm), str(template.wm), str(template.csf)]
     atlas = pe.Node(ApplyTransforms(interpolation="nearestNeighbor",
                                     out_name="atlas_dseg.nii.gz", num_threads=omp_nthreads),
                     name="warp_atlas", n_procs=omp_nthreads)
@@ -196,9 +194,8 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         inverse_source = reg_brain
     warped = [mask_final]
     if has_priors:
-        wf.connect([(n4, priors, [("out_file", "reference")]),
-                    (priors, atropos, [("out_file", "priors")])])
-        warped.append(priors)
+        wf.connect(inverse_source, "inverse_transforms", atropos, "prior_transforms")
+        wf.connect(inverse_source, "inverse_invert", atropos, "prior_invert")
     if template.atlas is not None:
         wf.connect([(n4, atlas, [("out_file", "reference")]),
                     (atlas, idps, [("out_file", "atlas")]),
