@@ -14,13 +14,9 @@ from bgs_app.errors import BgsError
 
 def run_group_level(config: Config) -> int:
     """Run the group level (not available in this version: a clear refusal)."""
-    raise BgsError(
-        f"the group level is not available in bgs_app {config_version()} yet (the CNN, "
-        "scores and group report are still to come). The participant level, "
-        "bgs_app.genetics.load_genotypes and bgs_app.stats.associate are available now.")
-
-
-def config_version() -> str:
     from bgs_app import __version__
 
-    return __version__
+    raise BgsError(
+        f"the group level is not available in bgs_app {__version__} yet (the CNN, "
+        "scores and group report are still to come). The participant level, "
+        "bgs_app.genetics.load_genotypes and bgs_app.stats.associate are available now.")

@@ -188,7 +188,12 @@ def test_bad_inputs_give_clear_messages(qc_fileset, tmp_path):
         load_genotypes(dup)
 
 
-def test_default_panel_has_sources():
+def test_default_panel_has_sources(tmp_path):
+    from bgs_app.genetics.api import read_snp_list
+
+    listed = tmp_path / "snps.txt"
+    listed.write_text("# chosen SNPs\nrs945270\n\nrs7412 APOE e2\n")
+    assert read_snp_list(listed) == ["rs945270", "rs7412"]
     panel = default_panel()
     assert {"rs945270", "rs429358", "rs7412", "rs10784502"} <= set(panel["snp"])
     assert panel["source"].str.len().gt(10).all()

@@ -149,11 +149,19 @@ def test_tables_and_figures(tmp_path):
     import json
 
     from bgs_app.reports.stats_figures import forest_plot, pvalue_heatmap
-    from bgs_app.stats.tables import write_associations
+    from bgs_app.stats.tables import write_associations, write_idp_scores, write_performance
 
     scores, phen, covs = _random_design(7)
     table = associate(scores, phen, covs, source="cnn")
     path = write_associations(table, tmp_path)
+    perf = pd.DataFrame([{"model": "idp-logreg", "snp": "rs1", "n_test": 10, "auc": 0.5,
+                          "auc_carrier": np.nan, "r_dosage": 0.1, "p_r_dosage": 0.7}])
+    perf_path = write_performance(perf, tmp_path)
+    assert "n/a" in perf_path.read_text()  # missing values as BIDS wants them
+    assert set(json.loads(perf_path.with_suffix(".json").read_text())) == set(perf.columns)
+    idp = pd.DataFrame([{"participant_id": "sub-1", "model": "idp-gbm", "snp": "rs1",
+                         "score": 0.4, "p0": 0.6, "p1": 0.4, "p2": 0.0, "split": "test"}])
+    assert write_idp_scores(idp, tmp_path).name == "idp_scores.tsv"
     back = pd.read_csv(path, sep="\t", na_values="n/a")
     assert list(back.columns) == list(table.columns)
     sidecar = json.loads(path.with_suffix(".json").read_text())

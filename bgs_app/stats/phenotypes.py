@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bgs_app.errors import UsageError
@@ -83,8 +82,3 @@ def load_phenotypes(bids_dir: Path, measures, covariates=None, *, nonlinear_age:
             frame.index.name = "participant_id"
     return pheno, covs
 
-
-def zscore(values: pd.Series) -> pd.Series:
-    """z-score ignoring missing values."""
-    v = values.astype(float)
-    return (v - v.mean()) / v.std(ddof=1) if v.std(ddof=1) > 0 else v * np.nan
