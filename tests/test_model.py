@@ -84,3 +84,127 @@ def test_store_refuses_mixed_grids(tmp_path):
     with pytest.raises(BgsError, match="on another grid.*odd.nii.gz"):
         build_store([*items, StoreItem("sub-odd", None, other)], tmp_path / "store",
                     progress=False)
+
+
+TINY = (4, 8, 8, 8, 8, 4)
+
+
+@pytest.fixture(scope="module")
+def signal_store(tmp_path_factory):
+    """A store where a region's brightness follows SNP 'sig' and nothing follows 'null'."""
+    folder = tmp_path_factory.mktemp("signal")
+    shape, affine = model_grid(4.0)
+    rng = np.random.default_rng(0)
+    n = 72
+    dosages = np.stack([rng.binomial(2, 0.4, n), rng.binomial(2, 0.4, n)], 1).astype(
+        np.float32)
+    dosages[rng.random((n, 2)) < 0.05] = np.nan
+    items = []
+    for i in range(n):
+        vol = 1.0 + 0.1 * rng.standard_normal(shape).astype(np.float32)
+        d = 0.0 if np.isnan(dosages[i, 0]) else dosages[i, 0]
+        vol[10:20, 12:24, 10:20] += 0.4 * d
+        path = folder / f"v{i:03d}.nii.gz"
+        nb.Nifti1Image(vol, affine).to_filename(path)
+        items.append(StoreItem(f"sub-{i:03d}", None, path))
+    store = build_store(items, folder / "store", progress=False)
+    return store, dosages, folder
+
+
+def test_training_learns_the_causal_snp_not_the_null(signal_store, tmp_path):
+    from bgs_app.model.dataset import StoreDataset
+    from bgs_app.model.train import TrainConfig, predict, train_model
+    from bgs_app.stats.metrics import genotype_metrics
+
+    store, dosages, _ = signal_store
+    train, val, test = np.arange(0, 48), np.arange(48, 60), np.arange(60, 72)
+    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, channels=TINY, dropout=0.1, seed=1)
+    model, log = train_model(store, train, dosages[train], val, dosages[val],
+                             ["sig", "null"], tmp_path / "run", cfg)
+    assert len(log) >= 1 and {"val_auc_sig", "val_auc_null"} <= set(log.columns)
+    probs = predict(model, StoreDataset(store, test, dosages[test]))
+    sig = genotype_metrics(dosages[test, 0], probs[:, 0])
+    null = genotype_metrics(dosages[test, 1], probs[:, 1])
+    assert sig["r_dosage"] > 0.7, sig
+    assert abs(null["r_dosage"]) < 0.6, null
+
+
+def test_killed_training_resumes_to_identical_weights(signal_store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    from bgs_app.model.train import TrainConfig, train_model
+
+    store, dosages, folder = signal_store
+    np.save(tmp_path / "dosages.npy", dosages)
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        "from bgs_app.model.store import TensorStore\n"
+        "from bgs_app.model.train import TrainConfig, train_model\n"
+        f"store = TensorStore({str(folder / 'store')!r})\n"
+        f"d = np.load({str(tmp_path / 'dosages.npy')!r})\n"
+        "cfg = TrainConfig(epochs=5, batch_size=8, channels=(4, 8, 8, 8, 8, 4), seed=3,\n"
+        "                  patience=99)\n"
+        "train_model(store, np.arange(40), d[:40], np.arange(40, 50), d[40:50],\n"
+        "            ['sig', 'null'], sys.argv[1], cfg)\n")
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, str(script), str(interrupted)],
+                            start_new_session=True)
+    log = interrupted / "training_log.tsv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if log.is_file() and len(pd.read_csv(log, sep="\t")) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(pd.read_csv(log, sep="\t"))
+    assert 2 <= done < 5, "the run was killed part-way"
+    cfg = TrainConfig(epochs=5, batch_size=8, channels=TINY, seed=3, patience=99)
+    args = (store, np.arange(40), dosages[:40], np.arange(40, 50), dosages[40:50],
+            ["sig", "null"])
+    resumed, resumed_log = train_model(*args, interrupted, cfg)
+    straight, straight_log = train_model(*args, tmp_path / "straight", cfg)
+    assert len(resumed_log) == len(straight_log) == 5
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_bundle_round_trip_and_refusals(tmp_path):
+    import json
+
+    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.model.bundle import load_bundle, save_bundle
+
+    torch.manual_seed(0)
+    model = SFCN(2, channels=TINY).eval()
+    grid = grid_metadata(4.0, "MNI152NLin2009aSym")
+    folder = save_bundle(model, tmp_path / "bundle", snps=["rs1", "rs2"],
+                         counted_alleles={"rs1": "A", "rs2": "G"}, grid=grid,
+                         metrics=[{"snp": "rs1", "auc": 0.7}])
+    loaded, meta = load_bundle(folder, expect_grid=grid)
+    x = torch.randn(2, 1, 40, 48, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert meta["snps"][0] == {"snp": "rs1", "counted_allele": "A"}
+    assert not list(folder.glob("*.pt")) and not list(folder.glob("*.pkl"))
+    with pytest.raises(BgsError, match="trained on Resolution 4.0"):
+        load_bundle(folder, expect_grid=grid_metadata(2.0, "MNI152NLin2009aSym"))
+    with pytest.raises(BgsError, match="trained on Template"):
+        load_bundle(folder, expect_grid=grid_metadata(4.0, "custom"))
+    data = bytearray((folder / "weights.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (folder / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BgsError, match="do not match the checksum"):
+        load_bundle(folder)
+    (folder / "model.json").write_text(json.dumps({"bundle_format": 99}))
+    with pytest.raises(BgsError, match="unknown bundle format"):
+        load_bundle(folder)
+    with pytest.raises(BgsError, match="not a bgs_app model bundle"):
+        load_bundle(tmp_path)

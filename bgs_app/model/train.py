@@ -1,0 +1,184 @@
+"""Training the multi-task SFCN: masked loss, schedule, validation, checkpoints, resume.
+
+Every epoch ends with an atomically written checkpoint; a rerun with the same output
+folder resumes from the last one. Data order, augmentation and dropout are functions
+of (seed, epoch), so an interrupted and resumed run ends with the same weights as an
+uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from bgs_app.model.dataset import StoreDataset
+from bgs_app.model.network import DEFAULT_CHANNELS, SFCN, class_probabilities, masked_cross_entropy
+from bgs_app.model.store import TensorStore
+from bgs_app.stats.metrics import genotype_metrics
+from bgs_app.utils.atomic import atomic_path, write_tsv
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (recorded in the model bundle)."""
+
+    epochs: int = 30
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    warmup_epochs: int = 1
+    schedule: str = "cosine"
+    patience: int = 10
+    seed: int = 0
+    channels: tuple[int, ...] = field(default=DEFAULT_CHANNELS)
+    dropout: float = 0.5
+    augment: bool = True
+    class_weighting: bool = False
+    num_workers: int = 0
+    device: str = "cpu"
+
+
+def _lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return 0.1 ** ((epoch - cfg.warmup_epochs) // max(cfg.epochs // 3, 1))
+
+
+def _class_weights(dosages: np.ndarray) -> torch.Tensor:
+    counts = np.stack([(dosages == c).sum(0) for c in range(3)], axis=1).astype(float)
+    weights = counts.sum(1, keepdims=True) / (3 * np.maximum(counts, 1))
+    return torch.from_numpy(np.clip(weights, 0.2, 10.0)).float()
+
+
+def predict(model: SFCN, dataset: StoreDataset, batch_size: int = 8,
+            device: str = "cpu") -> np.ndarray:
+    """Class probabilities (n, n_snps, 3) for every item of a dataset."""
+    model.eval()
+    out = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    with torch.no_grad():
+        for x, _ in loader:
+            out.append(class_probabilities(model(x.to(device))).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.n_snps, 3))
+
+
+def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dosages,
+                snps: list[str], out_dir: str | os.PathLike, cfg: TrainConfig | None = None,
+                *, stop_after: int | None = None) -> tuple[SFCN, pd.DataFrame]:
+    """Train (or resume training) the network.
+
+    Parameters
+    ----------
+    store : TensorStore
+    train_rows, val_rows : sequence of int
+        Store rows.
+    train_dosages, val_dosages : numpy.ndarray
+        (rows, n_snps) with 0/1/2 or NaN.
+    snps : list of str
+    out_dir : path-like
+        Where ``checkpoint.pt``, ``best.pt`` and ``training_log.tsv`` go.
+    cfg : TrainConfig
+    stop_after : int, optional
+        Stop after this epoch (for interruption tests); a rerun resumes.
+
+    Returns
+    -------
+    model : SFCN
+        With the best validation weights.
+    log : pandas.DataFrame
+        One row per epoch.
+    """
+    cfg = cfg or TrainConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = SFCN(len(snps), channels=cfg.channels, dropout=cfg.dropout).to(cfg.device)
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9,
+                              weight_decay=cfg.weight_decay)
+    train_set = StoreDataset(store, train_rows, train_dosages, augment=cfg.augment,
+                             seed=cfg.seed)
+    val_set = StoreDataset(store, val_rows, val_dosages)
+    weights = _class_weights(np.asarray(train_dosages)) if cfg.class_weighting else None
+    start, best_loss, stale, rows = 0, float("inf"), 0, []
+    checkpoint = out_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True, map_location=cfg.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, best_loss, stale = int(state["epoch"]) + 1, float(state["best_loss"]), int(
+            state["stale"])
+        rows = pd.read_csv(out_dir / "training_log.tsv", sep="\t").to_dict("records")[:start]
+        LOGGER.info("Resuming training at epoch %d from %s", start, checkpoint)
+    for epoch in range(start, cfg.epochs):
+        if stale >= cfg.patience:
+            break
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(epoch, cfg)
+        began = time.perf_counter()
+        model.train()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout, per epoch
+        train_set.epoch = epoch
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+        total, seen = 0.0, 0
+        for begin in range(0, len(order), cfg.batch_size):
+            batch = [train_set[int(i)] for i in order[begin:begin + cfg.batch_size]]
+            x = torch.stack([b[0] for b in batch]).to(cfg.device)
+            y = torch.stack([b[1] for b in batch]).to(cfg.device)
+            loss = masked_cross_entropy(model(x), y, weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+            seen += len(batch)
+        probs = predict(model, val_set, cfg.batch_size, cfg.device)
+        val_loss = float(masked_cross_entropy(torch.from_numpy(np.log(probs + 1e-9)),
+                                              torch.from_numpy(np.asarray(val_dosages,
+                                                                          np.float32))))
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - began,
+               "volumes_per_s": seen / max(time.perf_counter() - began, 1e-9)}
+        for j, snp in enumerate(snps):
+            row[f"val_auc_{snp}"] = genotype_metrics(np.asarray(val_dosages)[:, j],
+                                                     probs[:, j])["auc"]
+        rows.append(row)
+        if val_loss < best_loss - 1e-6:
+            best_loss, stale = val_loss, 0
+            _save(out_dir / "best.pt", {"model": model.state_dict()})
+        else:
+            stale += 1
+        write_tsv(pd.DataFrame(rows), out_dir / "training_log.tsv")
+        _save(checkpoint, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "epoch": epoch, "best_loss": best_loss, "stale": stale,
+                           "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                      for k, v in asdict(cfg).items()}})
+        LOGGER.info("epoch %d: train %.4f, val %.4f", epoch, row["train_loss"], val_loss)
+        if stop_after is not None and epoch >= stop_after:
+            break
+    best = out_dir / "best.pt"
+    if best.is_file():
+        model.load_state_dict(torch.load(best, weights_only=True,
+                                         map_location=cfg.device)["model"])
+    return model, pd.DataFrame(rows)
+
+
+def _save(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
