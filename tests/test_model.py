@@ -208,3 +208,22 @@ def test_bundle_round_trip_and_refusals(tmp_path):
         load_bundle(folder)
     with pytest.raises(BgsError, match="not a bgs_app model bundle"):
         load_bundle(tmp_path)
+
+
+def test_splits_are_seeded_site_balanced_and_fold_complete():
+    import pandas as pd
+
+    from bgs_app.model.split import make_split
+
+    ids = [f"sub-{i:03d}" for i in range(300)]
+    sites = pd.Series(["A"] * 150 + ["B"] * 100 + ["C"] * 50, index=ids)
+    split = make_split(ids, sites, test_fraction=0.2, val_fraction=0.1, seed=4)
+    assert split.equals(make_split(ids, sites, test_fraction=0.2, val_fraction=0.1, seed=4))
+    assert not split.equals(make_split(ids, sites, test_fraction=0.2, val_fraction=0.1,
+                                       seed=5))
+    counts = pd.crosstab(sites, split)
+    assert counts.loc["A", "test"] == 30 and counts.loc["C", "test"] == 10
+    assert counts.loc["B", "val"] == 10
+    folds = make_split(ids, sites, cv_folds=5, seed=0)
+    assert sorted(folds.unique()) == [f"fold-{k}" for k in range(5)]
+    assert folds.value_counts().max() - folds.value_counts().min() <= 3
