@@ -73,7 +73,11 @@ def predict(model: SFCN, dataset: StoreDataset, batch_size: int = 8,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with torch.no_grad():
         for x, _ in loader:
-            out.append(class_probabilities(model(x.to(device))).cpu().numpy())
+            x = x.to(device).to(memory_format=torch.channels_last_3d)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                enabled=str(device).startswith("cuda")):
+                logits = model(x)
+            out.append(class_probabilities(logits.float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.n_snps, 3))
 
 
@@ -108,6 +112,9 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SFCN(len(snps), channels=cfg.channels, dropout=cfg.dropout).to(cfg.device)
+    # channels_last_3d: 0.71x the CPU training time (DESIGN), and what cuDNN prefers.
+    model = model.to(memory_format=torch.channels_last_3d)
+    use_bf16 = str(cfg.device).startswith("cuda")
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -140,9 +147,12 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         total, seen = 0.0, 0
         for begin in range(0, len(order), cfg.batch_size):
             batch = [train_set[int(i)] for i in order[begin:begin + cfg.batch_size]]
-            x = torch.stack([b[0] for b in batch]).to(cfg.device)
+            x = torch.stack([b[0] for b in batch]).to(cfg.device).to(
+                memory_format=torch.channels_last_3d)
             y = torch.stack([b[1] for b in batch]).to(cfg.device)
-            loss = masked_cross_entropy(model(x), y, weights)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(x)
+            loss = masked_cross_entropy(logits.float(), y, weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
