@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,12 +17,9 @@ from bgs_app import __version__
 from bgs_app.errors import BgsError
 from bgs_app.model.network import SFCN
 from bgs_app.utils.atomic import atomic_path, write_json
+from bgs_app.utils.hashing import file_sha256
 
 BUNDLE_FORMAT = 1
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
@@ -69,7 +65,7 @@ def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
                          "n_snps": model.n_snps, "dropout": model.dropout.p},
         "snps": [{"snp": s, "counted_allele": counted_alleles.get(s)} for s in snps],
         "grid": grid, "training": training or {}, "test_metrics": metrics or [],
-        "weights_sha256": _digest(weights),
+        "weights_sha256": file_sha256(weights),
     })
     return folder
 
@@ -111,7 +107,7 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
         raise BgsError(f"{meta_path}: not valid JSON ({err})") from err
     if meta.get("bundle_format") != BUNDLE_FORMAT:
         raise BgsError(f"{folder}: unknown bundle format {meta.get('bundle_format')!r}")
-    if _digest(weights) != meta.get("weights_sha256"):
+    if file_sha256(weights) != meta.get("weights_sha256"):
         raise BgsError(f"{weights}: the weights do not match the checksum in model.json "
                        "(modified or corrupt); get the bundle again")
     if expect_grid is not None:

@@ -11,7 +11,6 @@ the memory map instead of decompressing NIfTI files. Layout of a store folder:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import pandas as pd
 
 from bgs_app.errors import BgsError
 from bgs_app.utils.atomic import atomic_path, write_json, write_tsv
+from bgs_app.utils.hashing import file_sha256
 
 LOGGER = logging.getLogger("bgs_app")
 FORMAT_VERSION = 1
@@ -37,14 +37,6 @@ class StoreItem:
     participant_id: str
     session_id: str | None
     source: Path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _grid_of(img: nb.Nifti1Image) -> dict:
@@ -124,7 +116,7 @@ def build_store(items: list[StoreItem], folder: str | os.PathLike, *,
                        f"{', '.join(wrong[:10])}; rerun the participant level with one "
                        "--resolution and template")
     with ThreadPoolExecutor(max(1, nprocs)) as pool:
-        digests = list(pool.map(lambda it: _sha256(it.source), items))
+        digests = list(pool.map(lambda it: file_sha256(it.source), items))
     old = _reusable(folder, grid)
     manifest = {"format_version": FORMAT_VERSION, "dtype": "float16",
                 "grid": {**grid, **({"resolution": grid_metadata.get("Resolution")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from bgs_app.bids import T1wInput, derivative_path
 from bgs_app.interfaces.io import CompletionRecord, DerivativesSink
 from bgs_app.interfaces.modelgrid import grid_metadata
 from bgs_app.templates import Template
+from bgs_app.utils.hashing import file_sha256
 from bgs_app.workflows.anatomical import init_anat_preproc_wf
 
 #: Raw-file entities that carry into derivative names.
@@ -43,18 +43,9 @@ def record_path(output_dir: Path, t1w: T1wInput) -> Path:
     return Path(output_dir) / "logs" / "participant" / f"{branch_name(t1w)}.json"
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file (inputs are checked by content, not by time stamp)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def provenance(t1w: T1wInput, settings: dict) -> dict:
     """What a branch's outputs depend on: the input's content and the settings."""
-    return {"input": str(t1w.path), "input_sha256": file_digest(t1w.path),
+    return {"input": str(t1w.path), "input_sha256": file_sha256(t1w.path),
             "settings": dict(settings), "bgs_app_version": __version__}
 
 

@@ -12,10 +12,10 @@ from bgs_app.bids import T1wInput
 from bgs_app.config import Config
 from bgs_app.errors import EXIT_FAILURE, EXIT_SUCCESS
 from bgs_app.interfaces.io import read_record
+from bgs_app.utils.hashing import file_sha256
 from bgs_app.workflows.base import (
     branch_name,
     expected_outputs,
-    file_digest,
     init_participant_wf,
     record_path,
 )
@@ -40,7 +40,7 @@ def is_complete(config: Config, t1w: T1wInput, template_name: str) -> bool:
                              config.registration)
     if not all(p.is_file() for p in paths.values()):
         return False
-    return record.get("input_sha256") == file_digest(t1w.path)
+    return record.get("input_sha256") == file_sha256(t1w.path)
 
 
 def work_dir(config: Config) -> Path:
