@@ -28,6 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("Study")
     g.add_argument("--n-subjects", type=int, default=200, help="participants (default 200)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--cohort", type=int, default=0,
+                   help="another cohort of the same design (same SNPs and effects as "
+                        "--seed, new participants): a second site (default 0)")
     g.add_argument("--sessions", type=int, default=1,
                    help="sessions per participant; >1 writes rescans (default 1)")
     g.add_argument("--resolution", type=float, default=1.0,
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         cognition_effect=args.cognition_effect, resolution=args.resolution,
         sessions=args.sessions, warp_mm=args.warp_mm, atlas_region=args.atlas_region,
         genotypes_from=args.genotypes_from,
-        causal_snps=tuple(args.causal_snps) if args.causal_snps else None)
+        causal_snps=tuple(args.causal_snps) if args.causal_snps else None,
+        cohort=args.cohort)
     try:
         truth = simulate_study(out, params, nprocs=args.nprocs, progress=not args.quiet)
     except ValueError as err:

@@ -59,6 +59,10 @@ class SimulationParams:
         PLINK prefix of real genotypes to use instead of simulated ones.
     causal_snps : tuple of str or None
         With ``genotypes_from``: the causal SNPs.
+    cohort : int
+        0 for the study itself; another number gives a new cohort of the *same design*
+        (same SNPs, causal SNPs and effect patterns, from ``seed``) with new participants,
+        genotypes, anatomy and cognition: a second site to apply a trained model to.
     """
 
     n_subjects: int = 200
@@ -73,6 +77,7 @@ class SimulationParams:
     atlas_region: str = "Left_Hippocampus"
     genotypes_from: str | None = None
     causal_snps: tuple[str, ...] | None = field(default=None)
+    cohort: int = 0
 
 
 # Large read-only arrays shared with forked workers.
@@ -163,7 +168,7 @@ def _simulate_subject(task: dict) -> dict:
     if task["threads"]:
         torch.set_num_threads(task["threads"])
     head, grid = _SHARED["head"], _SHARED["grid"]
-    rng = np.random.default_rng([task["seed"], task["index"]])
+    rng = np.random.default_rng([*np.atleast_1d(task["seed"]).tolist(), task["index"]])
     field = deform.random_warp(grid, rng, task["warp_mm"], _SHARED["brain_weight"])
     field += (task["age"] - REFERENCE_AGE) * _SHARED["age_displacement"]
     for snp, design in _SHARED["designs"].items():
@@ -229,6 +234,11 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     seeds = np.random.SeedSequence(params.seed)
     design_rng, geno_rng, pheno_rng, subject_rng = (np.random.default_rng(s)
                                                     for s in seeds.spawn(4))
+    subject_seed: int | list[int] = params.seed
+    if params.cohort:
+        subject_seed = [params.seed, params.cohort]
+        cohort_seeds = np.random.SeedSequence(subject_seed).spawn(3)
+        geno_rng, pheno_rng, subject_rng = (np.random.default_rng(s) for s in cohort_seeds)
 
     # Participants and genotypes.
     if params.genotypes_from:
@@ -264,7 +274,7 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     tasks = [{
         "index": i, "label": label, "age": float(ages[i]), "site": int(sites[i]),
         "dosage": {s: float(geno.true_dosage.loc[label, s]) for s in causal},
-        "seed": params.seed, "warp_mm": params.warp_mm, "resolution": params.resolution,
+        "seed": subject_seed, "warp_mm": params.warp_mm, "resolution": params.resolution,
         "sessions": sessions, "out": str(out), "truth": str(truth_dir),
         "threads": 1 if nprocs > 1 else 0,
     } for i, label in enumerate(labels)]
