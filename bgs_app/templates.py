@@ -67,14 +67,25 @@ class Template:
     atlas_labels: Path | None = None
 
 
+#: Written last into a cache folder holding every derived file of the default template:
+#: such a folder is used even when read-only (a container image's prebuilt cache).
+COMPLETE_MARKER = ".complete"
+
+
 def cache_dir() -> Path:
-    """A writable folder for derived template files (``$BGS_APP_CACHE`` first)."""
+    """The folder of derived template files (``$BGS_APP_CACHE`` first).
+
+    A complete folder (with :data:`COMPLETE_MARKER`) is used as it is, even read-only;
+    otherwise the first writable candidate.
+    """
     candidates = [os.getenv("BGS_APP_CACHE"), Path.home() / ".cache" / "bgs_app",
                   Path(tempfile.gettempdir()) / f"bgs_app-cache-{os.getuid()}"]
     for candidate in candidates:
         if not candidate:
             continue
         folder = Path(candidate) / __version__
+        if (folder / COMPLETE_MARKER).is_file():
+            return folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".probe-{os.getpid()}"
@@ -178,6 +189,8 @@ def get_template(template: str = DEFAULT_TEMPLATE, mask: str | None = None) -> T
             (_resample(mask_float, 2.0, 1).get_fdata() > 0.5).astype(np.uint8),
             nb.load(t1_reg).affine))
         atlas, labels = _harvard_oxford(folder, t1)
+        if not (folder / COMPLETE_MARKER).is_file():
+            write_text(folder / COMPLETE_MARKER, f"bgs_app {__version__}\n")
         return Template(name=template, t1w=t1_path, mask=mask_path, t1w_reg=t1_reg,
                         mask_reg=mask_reg, gm=gm_path, wm=wm_path, csf=csf_path,
                         atlas=atlas, atlas_labels=labels)
@@ -221,3 +234,31 @@ def model_grid(resolution: float) -> tuple[tuple[int, int, int], np.ndarray]:
     affine = np.diag([resolution, resolution, resolution, 1.0])
     affine[:3, 3] = np.array(MODEL_BOX_ORIGIN) + resolution / 2.0
     return shape, affine
+
+
+def atlas_on_grid(template: Template, grid: dict) -> tuple[np.ndarray | None, dict[int, str]]:
+    """The template's label atlas resampled (nearest neighbour) onto a model grid.
+
+    Parameters
+    ----------
+    template : Template
+    grid : dict
+        ``Shape`` and ``Affine`` of the grid.
+
+    Returns
+    -------
+    atlas : numpy.ndarray or None
+        Integer labels (None when the template has no atlas).
+    labels : dict
+        Label -> region name.
+    """
+    if template.atlas is None or template.atlas_labels is None:
+        return None, {}
+    from nilearn.image import resample_img
+
+    img = resample_img(nb.load(template.atlas), target_affine=np.asarray(grid["Affine"]),
+                       target_shape=tuple(grid["Shape"]), interpolation="nearest",
+                       force_resample=True, copy_header=True)
+    rows = [line.split("\t") for line in
+            Path(template.atlas_labels).read_text().splitlines()[1:] if line.strip()]
+    return np.asarray(img.dataobj).astype(np.int32), {int(i): n for i, n in rows}
