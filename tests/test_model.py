@@ -111,22 +111,110 @@ def signal_store(tmp_path_factory):
     return store, dosages, folder
 
 
-def test_training_learns_the_causal_snp_not_the_null(signal_store, tmp_path):
+@pytest.fixture(scope="module")
+def trained_sig(signal_store, tmp_path_factory):
+    """The tiny SFCN trained on the signal store (rows 0-47 train, 48-59 val)."""
+    from bgs_app.model.train import TrainConfig, train_model
+
+    store, dosages, _ = signal_store
+    train, val = np.arange(0, 48), np.arange(48, 60)
+    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, channels=TINY, dropout=0.1, seed=1)
+    out = tmp_path_factory.mktemp("trained") / "run"
+    model, log = train_model(store, train, dosages[train], val, dosages[val],
+                             ["sig", "null"], out, cfg)
+    return model, log, out
+
+
+def test_training_learns_the_causal_snp_not_the_null(signal_store, trained_sig):
     from bgs_app.model.dataset import StoreDataset
-    from bgs_app.model.train import TrainConfig, predict, train_model
+    from bgs_app.model.train import predict
+    from bgs_app.reports.model_figures import training_curves
     from bgs_app.stats.metrics import genotype_metrics
 
     store, dosages, _ = signal_store
-    train, val, test = np.arange(0, 48), np.arange(48, 60), np.arange(60, 72)
-    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, channels=TINY, dropout=0.1, seed=1)
-    model, log = train_model(store, train, dosages[train], val, dosages[val],
-                             ["sig", "null"], tmp_path / "run", cfg)
+    test = np.arange(60, 72)
+    model, log, out = trained_sig
     assert len(log) >= 1 and {"val_auc_sig", "val_auc_null"} <= set(log.columns)
+    assert training_curves(log).startswith("data:image/png;base64,")
     probs = predict(model, StoreDataset(store, test, dosages[test]))
     sig = genotype_metrics(dosages[test, 0], probs[:, 0])
     null = genotype_metrics(dosages[test, 1], probs[:, 1])
     assert sig["r_dosage"] > 0.7, sig
     assert abs(null["r_dosage"]) < 0.6, null
+
+
+def test_scores_and_saliency_point_at_the_signal_region(signal_store, trained_sig):
+    """Scores equal the training-time predictions; every saliency method finds the region
+    that carries the signal (voxelwise AUC), while the null SNP's maps do not."""
+    from bgs_app.model.dataset import StoreDataset
+    from bgs_app.model.saliency import attribute, group_saliency, map_auc, region_table
+    from bgs_app.model.scores import predict_volumes, scores_frame, scores_long, scores_wide
+    from bgs_app.model.train import predict
+
+    store, dosages, _ = signal_store
+    model = trained_sig[0]
+    test = np.arange(60, 72)
+    volumes = [store[int(i)] for i in test]
+    probs = predict_volumes(model, volumes, batch_size=5)
+    np.testing.assert_allclose(probs, predict(model, StoreDataset(store, test, dosages[test])),
+                               atol=1e-5)
+    one = scores_frame(probs[0], ["sig", "null"], {"sig": "A", "null": "C"})
+    assert one["score"].tolist() == pytest.approx(list(probs[0, :, 1] + 2 * probs[0, :, 2]))
+    long = scores_long(probs, ["sig", "null"], [f"sub-{i}" for i in test], None,
+                       ["test"] * len(test))
+    assert len(long) == 2 * len(test) and "session_id" not in long.columns
+    assert scores_wide(long).shape == (len(test), 2)
+    truth = np.zeros(store.grid["shape"], np.float32)
+    truth[10:20, 12:24, 10:20] = 1.0
+    brain = np.ones_like(truth)
+    for method, kwargs in (("gradient", {}), ("integrated_gradients", {"n_steps": 8}),
+                           ("smoothgrad", {"nt_samples": 4})):
+        maps = group_saliency(model, volumes[:4], ["sig", "null"], method=method, **kwargs)
+        sig_auc = map_auc(maps["sig"]["all"], truth, brain)
+        assert sig_auc >= 0.8, (method, sig_auc)
+        # The heads share the trunk, so the null head's (normalised) map may look at the
+        # same features; what differs is how much its score moves with them.
+        raw = {j: np.abs(attribute(model, volumes[0], j, method=method, **kwargs))
+               for j in (0, 1)}
+        assert raw[0][truth > 0].mean() > 3 * raw[1][truth > 0].mean(), method
+    atlas = np.zeros(truth.shape, np.int32)
+    atlas[10:20, 12:24, 10:20] = 2
+    atlas[25:35, 25:35, 25:35] = 1
+    table = region_table(maps["sig"]["all"], atlas, {1: "elsewhere", 2: "signal"})
+    assert table["region"].tolist()[0] == "signal"
+
+
+def test_training_under_torchrun_two_processes(signal_store, tmp_path):
+    """DistributedDataParallel (gloo on CPU) when launched by torchrun: ranks agree,
+    only rank 0 writes the checkpoint and the log."""
+    import subprocess
+    import sys
+
+    store, dosages, folder = signal_store
+    np.save(tmp_path / "dosages.npy", dosages)
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import os, sys, numpy as np, torch\n"
+        "from bgs_app.model.store import TensorStore\n"
+        "from bgs_app.model.train import TrainConfig, train_model\n"
+        "torch.set_num_threads(1)\n"
+        f"store = TensorStore({str(folder / 'store')!r})\n"
+        f"d = np.load({str(tmp_path / 'dosages.npy')!r})\n"
+        "cfg = TrainConfig(epochs=2, batch_size=4, channels=(4, 8, 8, 8, 8, 4), seed=3)\n"
+        "model, log = train_model(store, np.arange(40), d[:40], np.arange(40, 50),\n"
+        "                         d[40:50], ['sig', 'null'], sys.argv[1], cfg)\n"
+        "w = torch.cat([p.detach().flatten() for p in model.parameters()])\n"
+        "np.save(os.path.join(sys.argv[1], f'rank{os.environ[\"RANK\"]}.npy'), w.numpy())\n")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", str(script), str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import pandas as pd
+
+    log = pd.read_csv(out / "training_log.tsv", sep="\t")
+    assert len(log) == 2 and (out / "checkpoint.pt").is_file()
+    np.testing.assert_array_equal(np.load(out / "rank0.npy"), np.load(out / "rank1.npy"))
 
 
 def test_killed_training_resumes_to_identical_weights(signal_store, tmp_path):

@@ -129,3 +129,12 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
         raise BgsError(f"{weights}: cannot load the weights ({err})") from err
     return model.eval(), meta
 
+
+
+def bundle_summary(folder: str | Path, meta: dict) -> dict:
+    """What names a model in the sidecars of its scores and maps."""
+    return {"Path": str(Path(folder).resolve()), "Version": meta.get("bgs_app_version"),
+            "WeightsSHA256": meta.get("weights_sha256"),
+            "Template": meta.get("grid", {}).get("Template"),
+            "Resolution": meta.get("grid", {}).get("Resolution"),
+            "CountedAlleles": {s["snp"]: s.get("counted_allele") for s in meta["snps"]}}

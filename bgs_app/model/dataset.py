@@ -20,20 +20,23 @@ class StoreDataset(Dataset):
     dosages : numpy.ndarray
         (len(rows), n_snps) with 0/1/2 or NaN.
     augment : bool
-        Random shifts (up to ``max_shift`` voxels per axis, zero-filled) and intensity
-        scaling and gamma. Never a left-right flip: effects may be lateralised.
+        Random shifts (up to ``max_shift_mm`` per axis, in whole voxels, zero-filled) and
+        intensity scaling and gamma. Never a left-right flip: effects may be lateralised.
+    max_shift_mm : float
+        Largest shift; small, because genotype effects are tied to anatomical location.
     seed, epoch : int
         Augmentation is a function of (seed, epoch, item), so a resumed run sees the
         same augmented volumes as an uninterrupted one.
     """
 
     def __init__(self, store: TensorStore, rows, dosages, *, augment: bool = False,
-                 max_shift: int = 2, seed: int = 0):
+                 max_shift_mm: float = 3.0, seed: int = 0):
         self.store = store
         self.rows = np.asarray(rows, int)
-        self.dosages = np.asarray(dosages, np.float32)
+        self.dosages = np.array(dosages, np.float32)  # a writable copy
         self.augment = augment
-        self.max_shift = int(max_shift)
+        spacing = float(np.abs(np.asarray(store.grid["affine"])[:3, :3]).max())
+        self.max_shift = int(round(max_shift_mm / spacing))
         self.seed = int(seed)
         self.epoch = 0
 
@@ -44,7 +47,7 @@ class StoreDataset(Dataset):
         volume = self.store[int(self.rows[i])]
         if self.augment:
             volume = self._augment(volume, np.random.default_rng([self.seed, self.epoch, i]))
-        return torch.from_numpy(np.ascontiguousarray(volume))[None], torch.from_numpy(
+        return torch.from_numpy(np.array(volume, np.float32, copy=True))[None], torch.from_numpy(
             self.dosages[i])
 
     def _augment(self, volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
