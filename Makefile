@@ -5,8 +5,11 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 DEMO_N ?= 100
 NPROCS ?= 2
+TORCH_VERSION ?= 2.13.0
+# e.g. https://download.pytorch.org/whl/cpu (or .../cu128 for a CUDA image)
+TORCH_INDEX ?=
 
-.PHONY: install test demo lint clean
+.PHONY: install test test-slow demo lint clean docs wheelhouse
 
 install: $(STAMP)
 
@@ -20,11 +23,28 @@ $(STAMP): setup.cfg pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
+# The slow tests: the group level end to end and the simulated-study recovery (CI runs
+# them after make test; each uses both cores, so they run one after the other).
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow --durations=10
+
 lint: install
 	$(BIN)/ruff check bgs_app tests benchmarks
 
 demo: install
 	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_N) $(NPROCS)
 
+docs: install
+	$(BIN)/python -c "import sphinx, numpydoc, sphinxarg" 2>/dev/null || \
+	  $(BIN)/pip install -q sphinx numpydoc sphinx-argparse
+	$(BIN)/sphinx-build -W -b html docs docs/_build/html
+
+# Wheels of bgs_app and of every dependency (for the Python of $(BIN)), so that the
+# container build (Dockerfile) installs with --no-index.
+wheelhouse: install
+	rm -rf wheelhouse
+	$(BIN)/pip wheel --wheel-dir wheelhouse $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+	  torch==$(TORCH_VERSION) .
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info wheelhouse docs/_build

@@ -68,6 +68,20 @@ class Config:
     phenotypes: tuple[str, ...] | None = None
     covariates: tuple[str, ...] | None = None
     nonlinear_age: bool = False
+    saliency_method: str | None = None
+    saliency_native: bool = False
+    saliency_by_genotype: bool = False
+    ig_steps: int = 32
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    cv_folds: int = 0
+    epochs: int = 30
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    channels: tuple[int, ...] = (32, 64, 128, 256, 256, 64)
+    patience: int = 10
+    no_saliency: bool = False
+    torch_compile: bool = False
     work_dir: Path | None = None
     config_file: Path | None = None
     stop_on_first_crash: bool = False
@@ -99,7 +113,8 @@ class Config:
                      "snps_file", "genotype_id_map"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser().absolute()
-        for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates"):
+        for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates",
+                     "channels"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         if values.get("genotypes") is not None:

@@ -72,11 +72,6 @@ def run_participant_level(config: Config) -> int:
     runs the participant workflow (one branch per image); a failing subject is
     reported and does not stop the others.
     """
-    if config.model is not None:
-        from bgs_app.errors import BgsError
-
-        raise BgsError("--model (scores and saliency at the participant level) is not "
-                       "available in this version yet; run without --model")
     inputs = select_inputs(config)
     prepare_output(config)
     if config.boilerplate_only:

@@ -1,7 +1,10 @@
-"""Demo step: genotype QC and genotype-cognition associations against the planted truth.
+"""Demo step: what the group level found, against the simulation's planted truth.
 
-Usage: python scripts/demo_summary.py STUDY_DIR OUT_DIR
-Exits 1 when no planted SNP-measure link is found after Bonferroni correction.
+Usage: python scripts/demo_summary.py STUDY_DIR GROUP_DIR
+Prints per source (CNN scores, IDP baseline, genotypes) the planted SNP -> measure links
+found after Bonferroni correction and any significant link that was not planted, and the
+CNN's genotype prediction for causal and null SNPs. Exits 1 when no planted link is found
+at all, or when a link that was not planted is significant.
 """
 
 from __future__ import annotations
@@ -12,37 +15,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from bgs_app.genetics import load_genotypes
-from bgs_app.genetics.tables import write_genotype_tables
-from bgs_app.stats import associate_sources, load_phenotypes
-from bgs_app.stats.tables import write_associations
 
-
-def main(study: Path, out: Path) -> int:
+def main(study: Path, group: Path) -> int:
     truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
-    participants = pd.read_csv(study / "participants.tsv", sep="\t")["participant_id"]
-    genotypes = load_genotypes(study / "genetics/study", participants=list(participants))
-    write_genotype_tables(genotypes, out, {"maf": 0.01, "geno": 0.1, "hwe": 1e-6,
-                                           "mind": 0.1})
-    dropped = genotypes.snp_qc.loc[~genotypes.snp_qc["kept"], ["snp", "reason"]]
-    print(f"QC: {genotypes.summary}")
-    print("dropped SNPs:\n" + dropped.to_string(index=False))
-    measures = list(truth["measures"])
-    pheno, covs = load_phenotypes(study, measures, ["age", "sex", "site"])
-    table = associate_sources({"genotype": genotypes.dosages}, pheno, covs)
-    write_associations(table, out)
+    causal = set(truth["causal_snps"])
     planted = {(d["snp"], m) for m, spec in truth["measures"].items() for d in spec["drivers"]}
+    perf = pd.read_csv(group / "performance.tsv", sep="\t", na_values="n/a")
+    cnn = perf[perf["model"] == "cnn"].assign(causal=lambda t: t["snp"].isin(causal))
+    print("\nCNN genotype prediction (out-of-fold): causal SNPs first")
+    print(cnn.sort_values(["causal", "snp"], ascending=[False, True])[
+        ["snp", "causal", "n_test", "auc", "r_dosage", "p_r_dosage"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3g}"))
+    table = pd.read_csv(group / "associations.tsv", sep="\t", na_values="n/a")
     table["planted"] = [(s, m) in planted for s, m in zip(table["snp"], table["measure"],
                                                           strict=True)]
     hits = table[table["p_bonferroni"] < 0.05]
+    print(f"\nBonferroni-significant associations ({len(table)} tests, "
+          f"{len(planted)} planted links):")
     cols = ["source", "snp", "measure", "n", "beta", "p", "p_bonferroni", "planted"]
-    print(f"\nBonferroni-significant associations ({len(table)} tests):")
-    print(hits[cols].to_string(index=False) if len(hits) else "none")
-    found = int(hits["planted"].sum())
-    false = int((~hits["planted"]).sum())
-    print(f"\nplanted links: {len(planted)}; found: {found}; significant but not planted: "
-          f"{false}. Tables in {out}/")
-    return 0 if found else 1
+    print(hits[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
+          if len(hits) else "none")
+    for source in sorted(table["source"].unique()):
+        rows = hits[hits["source"] == source]
+        print(f"  {source}: {int(rows['planted'].sum())} planted found, "
+              f"{int((~rows['planted']).sum())} significant but not planted")
+    learnt = cnn[cnn["causal"] & (cnn["r_dosage"] > 0) & (cnn["p_r_dosage"] < 0.01)]
+    if not len(learnt):
+        print("\nThe CNN did not learn the causal genotypes from this few training images "
+              "(about 60 per fold at 4 mm); tests/test_recovery.py shows it does from 130 "
+              "(200 participants). The IDP baseline and the genotypes carry the links here.")
+    return 0 if hits["planted"].any() and hits["planted"].all() else 1
 
 
 if __name__ == "__main__":

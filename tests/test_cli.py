@@ -183,15 +183,28 @@ def test_help_groups_like_fmriprep():
     assert "Workflow configuration" in titles
 
 
-def test_boilerplate_only_and_unavailable_levels(example_bids, tmp_path, capsys):
+def test_boilerplate_only_and_group_refusals(example_bids, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(example_bids), str(out), "participant", "--boilerplate-only",
                  "--skip-bids-validation", "--registration", "affine"]) == 0
     text = (out / "logs" / "CITATION.md").read_text()
     assert "N4" in text and "SyN" not in text and "[@ants]" in text
     assert not list(out.glob("sub-*"))  # nothing was run
-    assert main([str(example_bids), str(out), "group", "--skip-bids-validation"]) == 1
-    assert "group level is not available" in capsys.readouterr().err
+    capsys.readouterr()
+    # The group level needs genotypes (train) or a model (apply).
+    assert main([str(example_bids), str(out), "group", "--skip-bids-validation"]) == 64
+    assert "--genotypes PLINK_PREFIX" in capsys.readouterr().err
+    # Its boilerplate follows the options, without running anything.
+    assert main([str(example_bids), str(out), "group", "--boilerplate-only", "--cv-folds",
+                 "5", "--covariates", "age", "sex", "--skip-bids-validation"]) == 0
+    group = (out / "group" / "CITATION.md").read_text()
+    assert "5-fold cross-fitting" in group and "age, sex" in group and "[@sfcn]" in group
+    assert not (out / "group" / "scores.tsv").exists()
+    # No model-grid images yet: a clear refusal naming the participants.
+    assert main([str(example_bids), str(out), "group", "--genotypes", str(tmp_path / "g"),
+                 "--skip-bids-validation"]) == 18
+    assert "have no model-grid image" in capsys.readouterr().err
+    # A folder that is not a model bundle is refused before any work.
     assert main([str(example_bids), str(out), "participant", "--model", str(tmp_path),
                  "--skip-bids-validation"]) == 1
-    assert "--model" in capsys.readouterr().err
+    assert "not a bgs_app model bundle" in capsys.readouterr().err

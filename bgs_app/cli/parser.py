@@ -43,6 +43,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from err
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 1")
+    return number
+
+
 def _resolution(value: str) -> float:
     number = _positive_float(value)
     if number not in RESOLUTIONS:
@@ -162,6 +172,45 @@ def get_parser() -> argparse.ArgumentParser:
                        help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
     g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",
                        help="covariates of the association models (e.g. age sex site)")
+
+    g_model = parser.add_argument_group("Training, scores and saliency")
+    g_model.add_argument("--test-fraction", dest="test_fraction", type=_fraction,
+                         help="held-out test fraction" + _default("test_fraction"))
+    g_model.add_argument("--val-fraction", dest="val_fraction", type=_fraction,
+                         help="validation fraction (early stopping)"
+                              + _default("val_fraction"))
+    g_model.add_argument("--cv-folds", dest="cv_folds", type=int, metavar="K",
+                         help="cross-fitting: K models, each scoring the fold it never saw "
+                              "(0: one train/val/test split)" + _default("cv_folds"))
+    g_model.add_argument("--epochs", dest="epochs", type=_positive_int,
+                         help="maximum training epochs" + _default("epochs"))
+    g_model.add_argument("--batch-size", dest="batch_size", type=_positive_int,
+                         help="volumes per training step" + _default("batch_size"))
+    g_model.add_argument("--learning-rate", dest="learning_rate", type=_positive_float,
+                         help="peak learning rate (AdamW, warm-up and cosine decay)"
+                              + _default("learning_rate"))
+    g_model.add_argument("--channels", dest="channels", type=_positive_int, nargs="+",
+                         metavar="N", help="SFCN widths: five 3^3 blocks, then the 1^3 block"
+                                           + _default("channels"))
+    g_model.add_argument("--patience", dest="patience", type=_positive_int,
+                         help="early stopping: epochs without a better validation loss"
+                              + _default("patience"))
+    g_model.add_argument("--torch-compile", dest="torch_compile", action="store_true",
+                         help="compile the network with torch.compile (GPUs; slower to "
+                              "start, faster per step)")
+    g_model.add_argument("--saliency-method", dest="saliency_method",
+                         choices=("gradient", "integrated_gradients", "smoothgrad"),
+                         help="attribution method (default: gradient for participant maps, "
+                              "integrated_gradients for group maps)")
+    g_model.add_argument("--ig-steps", dest="ig_steps", type=_positive_int,
+                         help="Integrated Gradients path steps" + _default("ig_steps"))
+    g_model.add_argument("--saliency-native", dest="saliency_native", action="store_true",
+                         help="also write participant saliency maps in native T1w space")
+    g_model.add_argument("--saliency-by-genotype", dest="saliency_by_genotype",
+                         action="store_true",
+                         help="also average group saliency within each genotype class")
+    g_model.add_argument("--no-saliency", dest="no_saliency", action="store_true",
+                         help="skip saliency maps")
 
     g_other = parser.add_argument_group("Other options")
     g_other.add_argument("-w", "--work-dir", dest="work_dir", type=Path, metavar="PATH",

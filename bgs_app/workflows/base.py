@@ -15,6 +15,7 @@ from bgs_app.interfaces.modelgrid import grid_metadata
 from bgs_app.templates import Template
 from bgs_app.utils.hashing import file_sha256
 from bgs_app.workflows.anatomical import init_anat_preproc_wf
+from bgs_app.workflows.scores import ScoringOptions, init_bgs_scores_wf, snp_label
 
 #: Raw-file entities that carry into derivative names.
 CARRIED = ("sub", "ses", "acq", "ce", "rec", "run")
@@ -50,8 +51,9 @@ def provenance(t1w: T1wInput, settings: dict) -> dict:
 
 
 def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution: float,
-                     registration: str) -> dict[str, Path]:
-    """Derivative paths of one branch, by output name."""
+                     registration: str, scoring: ScoringOptions | None = None
+                     ) -> dict[str, Path]:
+    """Derivative paths of one branch, by output name (``saliency_<i>`` per SNP)."""
     ents = branch_entities(t1w)
     out = Path(output_dir)
 
@@ -75,6 +77,16 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
                                       "desc": "nonlinear"}, "xfm", ".nii.gz")
         paths["tpl2t1w_warp"] = path({"from": template, "to": "T1w", "mode": "image",
                                       "desc": "nonlinear"}, "xfm", ".nii.gz")
+    if scoring is not None:
+        paths["scores"] = path({"desc": "bgs"}, "scores", ".tsv")
+        if scoring.saliency_method is not None:
+            for i, snp in enumerate(scoring.snps):
+                paths[f"saliency_{i}"] = path({"space": template, "res": resolution,
+                                               "snp": snp_label(snp), "desc": "saliency"},
+                                              "map", ".nii.gz")
+                if scoring.native:
+                    paths[f"saliency_native_{i}"] = path(
+                        {"snp": snp_label(snp), "desc": "saliency"}, "map", ".nii.gz")
     return paths
 
 
@@ -113,7 +125,8 @@ def _metadata(name: str, source: str, template: str, resolution: float,
 
 def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                        resolution: float, registration: str, sloppy: bool,
-                       omp_nthreads: int, bids_dir: Path) -> pe.Workflow:
+                       omp_nthreads: int, bids_dir: Path,
+                       scoring: ScoringOptions | None = None) -> pe.Workflow:
     """Preprocess one T1w image and write its derivatives (then its completion record).
 
     Parameters
@@ -128,6 +141,8 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
     omp_nthreads : int
     bids_dir : pathlib.Path
         The raw dataset (for ``Sources`` in sidecars).
+    scoring : ScoringOptions, optional
+        Score the model-grid image with a model bundle (and write saliency maps).
 
     Returns
     -------
@@ -145,18 +160,43 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
         source = "bids:raw:" + t1w.path.relative_to(bids_dir).as_posix()
     except ValueError:
         source = t1w.path.as_uri()
-    paths = expected_outputs(output_dir, t1w, template.name, resolution, registration)
+    paths = expected_outputs(output_dir, t1w, template.name, resolution, registration,
+                             scoring)
     merge = pe.Node(niu.Merge(len(paths)), name="merge_outputs")
+    scores_wf = None
+    if scoring is not None:
+        scores_wf = init_bgs_scores_wf(options=scoring, omp_nthreads=omp_nthreads)
+        wf.connect([(anat, scores_wf, [("outputnode.model_t1w", "inputnode.model_t1w"),
+                                       ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                                       ("outputnode.tpl2t1w_affine",
+                                        "inputnode.tpl2t1w_affine")])])
     for index, (output, path) in enumerate(paths.items(), start=1):
         meta = _metadata(output, source, template.name, resolution, registration)
         node = pe.Node(DerivativesSink(out_path=str(path)), name=f"ds_{output}",
                        run_without_submitting=True)
+        if output.startswith("saliency_"):
+            native = output.startswith("saliency_native_")
+            i = int(output.rsplit("_", 1)[1])
+            meta = {"Sources": [source], "SNP": scoring.snps[i],
+                    "Method": scoring.saliency_method, "ModelSHA256": scoring.weights_sha256,
+                    "Description": "Absolute saliency of the SNP's brain-genotype score, "
+                                   "divided by its mean inside the brain"
+                                   + (" (brought into T1w space)" if native else "")}
+            pick = pe.Node(niu.Select(index=i), name=f"pick_{output}",
+                           run_without_submitting=True)
+            field = "saliency_native" if native else "saliency_maps"
+            wf.connect(scores_wf, f"outputnode.{field}", pick, "inlist")
+            wf.connect(pick, "out", node, "in_file")
+        elif output == "scores":
+            wf.connect(scores_wf, "outputnode.scores", node, "in_file")
+        else:
+            wf.connect(anat, f"outputnode.{output}", node, "in_file")
         if meta:
             node.inputs.metadata = meta
-        wf.connect(anat, f"outputnode.{output}", node, "in_file")
         wf.connect(node, "out_file", merge, f"in{index}")
     settings = {"template": template.name, "resolution": resolution,
-                "registration": registration, "sloppy": sloppy}
+                "registration": registration, "sloppy": sloppy,
+                **(scoring.settings() if scoring is not None else {})}
     stamp = pe.Node(CompletionRecord(record=str(record_path(output_dir, t1w)),
                                      provenance={**provenance(t1w, settings),
                                                  "entities": ents}),
@@ -168,7 +208,7 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
 def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: Path,
                         template: Template, resolution: float = 2.0,
                         registration: str = "syn", sloppy: bool = False,
-                        omp_nthreads: int = 1,
+                        omp_nthreads: int = 1, scoring: ScoringOptions | None = None,
                         name: str = "bgs_app_participant_wf") -> pe.Workflow:
     """The participant level: one branch per T1w image.
 
@@ -183,6 +223,8 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
     registration : {"syn", "affine"}
     sloppy : bool
     omp_nthreads : int
+    scoring : ScoringOptions, optional
+        Score every image with a model bundle (``--model``).
     name : str
 
     Returns
@@ -195,6 +237,6 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
         wf.add_nodes([init_single_t1w_wf(
             t1w=t1w, output_dir=output_dir, template=template, resolution=resolution,
             registration=registration, sloppy=sloppy, omp_nthreads=omp_nthreads,
-            bids_dir=bids_dir)])
+            bids_dir=bids_dir, scoring=scoring)])
     return wf
 

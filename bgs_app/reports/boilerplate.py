@@ -1,0 +1,121 @@
+"""Methods boilerplate of the group level (Markdown), like fMRIPrep's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bgs_app.config import Config
+from bgs_app.utils.atomic import write_text
+
+REFERENCES = """## References
+
+- [@sfcn] Peng H, Gong W, Beckmann CF, Vedaldi A, Smith SM (2021). Accurate brain age
+  prediction with lightweight deep neural networks. Med Image Anal 68:101871.
+- [@ig] Sundararajan M, Taly A, Yan Q (2017). Axiomatic attribution for deep networks.
+  ICML.
+- [@smoothgrad] Smilkov D et al. (2017). SmoothGrad: removing noise by adding noise.
+  arXiv:1706.03825.
+- [@captum] Kokhlikyan N et al. (2020). Captum: a unified and generic model
+  interpretability library for PyTorch. arXiv:2009.07896.
+- [@plink] Chang CC et al. (2015). Second-generation PLINK. GigaScience 4:7.
+- [@hwe] Wigginton JE, Cutler DJ, Abecasis GR (2005). A note on exact tests of
+  Hardy-Weinberg equilibrium. Am J Hum Genet 76:887-893.
+- [@bh] Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R Stat Soc
+  B 57:289-300.
+- [@statsmodels] Seabold S, Perktold J (2010). statsmodels. Proc 9th Python in Science Conf.
+- [@sklearn] Pedregosa F et al. (2011). Scikit-learn. JMLR 12:2825-2830.
+- [@ho] Desikan RS et al. (2006). An automated labeling system for subdividing the human
+  cerebral cortex. NeuroImage 31:968-980 (Harvard-Oxford atlas).
+- [@pytorch] Paszke A et al. (2019). PyTorch. NeurIPS.
+"""
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for name in ("torch", "captum", "statsmodels", "scikit-learn", "bed-reader", "nibabel",
+                 "nilearn"):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(parts)
+
+
+def group_boilerplate(config: Config, template: str, group_dir: Path | None = None) -> str:
+    """The methods paragraph for the chosen options (and, when present, the results' N)."""
+    from bgs_app import __version__
+
+    method = config.saliency_method or "integrated_gradients"
+    saliency = {"integrated_gradients": f"Integrated Gradients [@ig] ({config.ig_steps} "
+                                        "steps from a zero image)",
+                "gradient": "input gradients", "smoothgrad": "SmoothGrad [@smoothgrad]"}[method]
+    channels = "-".join(str(c) for c in config.channels)
+    text = [f"# Methods (group level)\n\nThe group analysis used bgs_app {__version__} "
+            f"({_versions()})."]
+    if config.model is None:
+        split = (f"{config.cv_folds}-fold cross-fitting (each participant scored by the "
+                 "model trained without its fold)" if config.cv_folds > 1 else
+                 f"a held-out test set of {config.test_fraction:.0%} of participants, drawn "
+                 f"within each site, and a validation set of {config.val_fraction:.0%} for "
+                 "early stopping")
+        text.append(
+            f"Genotypes were read from PLINK binary files with bed-reader and coded as counts "
+            f"of the A1 allele; SNPs were kept with call rate at least {1 - config.geno:.2f}, "
+            f"minor-allele frequency at least {config.maf} and Hardy-Weinberg exact [@hwe] "
+            f"p at least {config.hwe:g}, and people with call rate at least "
+            f"{1 - config.mind:.2f}, as PLINK does [@plink]. Participants were split into "
+            f"{split} (seed {config.seed}). A multi-task SFCN [@sfcn] (3D convolutional "
+            f"blocks of widths {channels}, one three-class genotype head per SNP, masked "
+            f"cross-entropy over called genotypes) was trained in PyTorch [@pytorch] on the "
+            f"{config.resolution:g} mm model-grid images in {template} space (brain-extracted, "
+            f"affinely aligned, divided by their mean brain intensity) with AdamW (peak "
+            f"learning rate {config.learning_rate:g}, warm-up and cosine decay, batch "
+            f"{config.batch_size}, at most {config.epochs} epochs, early stopping after "
+            f"{config.patience} epochs without a lower validation loss) and augmentation by "
+            f"small shifts and intensity scaling and gamma, without left-right flips. "
+            f"A participant's brain-genotype score for a SNP is the expected allele count "
+            f"predicted from the image, p1 + 2 p2.")
+        text.append(
+            "An imaging-derived-phenotype (IDP) baseline was fitted on the same split: grey-"
+            "matter volumes of the Harvard-Oxford regions [@ho] and tissue volumes, divided "
+            "by the estimated total intracranial volume, predicted each genotype through a "
+            "multinomial L2 logistic regression and gradient boosting (scikit-learn "
+            "[@sklearn]; hyper-parameters by inner cross-validation).")
+    else:
+        text.append(f"Brain-genotype scores were computed with the released model "
+                    f"{config.model.name} on {config.resolution:g} mm model-grid images in "
+                    f"{template} space.")
+    if not config.no_saliency:
+        text.append(f"Saliency maps were computed with {saliency} through captum "
+                    "[@captum], with each score as the target; absolute attributions were "
+                    "divided by their mean in the brain and averaged over held-out "
+                    "participants, and summarised by Harvard-Oxford region [@ho].")
+    covs = ", ".join(config.covariates or []) or "no covariates"
+    extra = []
+    if config.nonlinear_age:
+        extra.append("age squared and age by sex")
+    if config.genetic_pcs:
+        extra.append(f"{config.genetic_pcs} genetic principal components")
+    text.append(
+        "Held-out scores were tested for association with each cognitive measure by "
+        f"ordinary least squares with {covs}"
+        + (f" (plus {' and '.join(extra)})" if extra else "")
+        + " as covariates, with the measure and the score standardised within the complete "
+          "cases of each test (equal to statsmodels' OLS [@statsmodels]); p-values were "
+          "corrected by Bonferroni over every test of the table, and Benjamini-Hochberg "
+          "[@bh] q-values are given. The same models were fitted to the IDP-baseline scores "
+          "and to the genotypes.")
+    if group_dir is not None and (group_dir / "associations.json").is_file():
+        meta = json.loads((group_dir / "associations.json").read_text())
+        if "Participants" in meta:
+            text.append(f"Associations used {meta['Participants']} participants.")
+    return "\n\n".join(text) + "\n\n" + REFERENCES
+
+
+def write_group_boilerplate(config: Config, template: str, group_dir: Path) -> Path:
+    """Write ``group/CITATION.md``."""
+    return write_text(Path(group_dir) / "CITATION.md",
+                      group_boilerplate(config, template, group_dir))

@@ -1,0 +1,112 @@
+"""The group report: ``OUT_DIR/group/report.html`` (self-contained, figures inline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from bgs_app import __version__
+from bgs_app.config import Config
+from bgs_app.utils.atomic import write_text
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t", na_values="n/a") if path.is_file() else None
+
+
+def _html(frame: pd.DataFrame | None, digits: int = 3) -> str:
+    if frame is None or frame.empty:
+        return "<p>none</p>"
+    return frame.to_html(index=False, na_rep="n/a", float_format=lambda v: f"{v:.{digits}g}",
+                         border=0)
+
+
+def _models(group_dir: Path) -> list[tuple[str, Path]]:
+    root = group_dir / "model"
+    if (root / "model.json").is_file():
+        return [("model", root)]
+    return [(p.name, p) for p in sorted(root.glob("fold-*")) if (p / "model.json").is_file()]
+
+
+def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
+    """Write the group report from the tables and maps under ``group_dir``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from bgs_app.reports.boilerplate import group_boilerplate
+    from bgs_app.reports.model_figures import saliency_figure, training_curves
+    from bgs_app.reports.stats_figures import forest_plot, pvalue_heatmap
+    from bgs_app.templates import get_template
+
+    group_dir = Path(group_dir)
+    summary = {}
+    split = _read(group_dir / "split.tsv")
+    if split is not None:
+        summary["Split"] = ", ".join(f"{k}: {v}" for k, v in
+                                     split["split"].value_counts().sort_index().items())
+    subjects = group_dir / "subjects.json"
+    if subjects.is_file():
+        summary.update({f"Genotypes: {k.replace('_', ' ')}": v for k, v in
+                        json.loads(subjects.read_text()).get("Summary", {}).items()})
+    scores = _read(group_dir / "scores.tsv")
+    if scores is not None:
+        summary["Scored images"] = int(len(scores.drop_duplicates(
+            [c for c in ("participant_id", "session_id") if c in scores.columns])))
+    qc = _read(group_dir / "genotype_qc.tsv")
+    curves = []
+    for name, folder in _models(group_dir):
+        log = _read(folder / "training_log.tsv")
+        if log is not None and len(log):
+            curves.append({"name": name, "figure": training_curves(log, name)})
+    perf = _read(group_dir / "performance.tsv")
+    perf_wide = None
+    if perf is not None and len(perf):
+        perf_wide = perf.pivot_table(index="snp", columns="model",
+                                     values=["auc", "r_dosage"]).round(3)
+        perf_wide.columns = [f"{m} {v}" for v, m in perf_wide.columns]
+        perf_wide = perf_wide.reset_index()
+    saliency = []
+    tpl = get_template(config.template, str(config.template_mask)
+                       if config.template_mask else None)
+    for path in sorted((group_dir / "saliency").glob("snp-*_desc-saliency_map.nii.gz")):
+        if "_genotype-" in path.name:
+            continue
+        snp = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        regions = _read(path.with_name(path.name.replace("_desc-saliency_map.nii.gz",
+                                                         "_desc-regions_saliency.tsv")))
+        saliency.append({"snp": snp["SNP"], "method": snp.get("Method"),
+                         "n": snp.get("Subjects"),
+                         "figure": saliency_figure(path, tpl.t1w, f"{snp['SNP']}"),
+                         "regions": _html(regions.head(5) if regions is not None else None)})
+    assoc = _read(group_dir / "associations.tsv")
+    forest = heat = None
+    hits = None
+    if assoc is not None and len(assoc):
+        forest = forest_plot(assoc)
+        heat = pvalue_heatmap(assoc)
+        cols = ["source", "snp", "measure", "n", "beta", "se", "p", "p_bonferroni", "q_fdr"]
+        hits = assoc.sort_values("p")[cols].head(30)
+    env = Environment(loader=PackageLoader("bgs_app", "data/templates"),
+                      autoescape=select_autoescape(["html"]))
+    from bgs_app.utils.markdown import markdown_to_html
+
+    html = env.get_template("group.html").render(
+        version=__version__, template=template, date=dt.datetime.now(dt.UTC).strftime(
+            "%Y-%m-%d %H:%M UTC"),
+        mode="apply a released model" if config.model else "train",
+        summary=summary, qc=_html(qc), curves=curves, performance=_html(perf_wide),
+        saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
+        n_tests=0 if assoc is None else len(assoc),
+        n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),
+        boilerplate=markdown_to_html(group_boilerplate(config, template, group_dir)))
+    return write_text(group_dir / "report.html", html)

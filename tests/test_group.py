@@ -1,0 +1,193 @@
+"""The group level end to end: participant -> group train -> group apply at a second site.
+
+A small simulated study (4 mm scans) goes through the participant level, then the group
+level trains with 3-fold cross-fitting; a second cohort of the same design (a new site)
+goes through the participant level *with the trained model* and the group level in
+apply mode. Tiny networks and few epochs keep it inside CI's time: the CNN's power is
+tested in test_model.py and measured by benchmarks/recovery.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from bgs_app.cli.run import main
+
+COMMON = ["--nprocs", "2", "--omp-nthreads", "1", "--resolution", "4",
+          "--skip-bids-validation"]
+PARTICIPANT = ["--sloppy", "--registration", "affine"]
+pytestmark = pytest.mark.slow  # about 7 min; `make test-slow` (CI runs it)
+TRAIN = ["--cv-folds", "3", "--epochs", "3", "--batch-size", "6", "--channels", "4", "8",
+         "8", "8", "8", "4", "--saliency-method", "gradient", "--saliency-by-genotype",
+         "--covariates", "age", "sex", "site"]
+
+
+@pytest.fixture(scope="session")
+def group_run(tmp_path_factory):
+    from bgs_app.simulate import SimulationParams, simulate_study
+
+    base = tmp_path_factory.mktemp("group")
+    params = dict(seed=21, resolution=4.0, effect_size=0.6, warp_mm=1.5,
+                  cognition_effect=0.8)
+    site1, site2 = base / "site1", base / "site2"
+    truth = simulate_study(site1, SimulationParams(n_subjects=30, **params), nprocs=2,
+                           progress=False)
+    simulate_study(site2, SimulationParams(n_subjects=12, cohort=1, **params), nprocs=2,
+                   progress=False)
+    snps = base / "snps.txt"
+    snps.write_text("".join(line.split("\t")[1] + "\n" for line in
+                            (site1 / "genetics/study.bim").read_text().splitlines()))
+    out1, out2 = base / "out1", base / "out2"
+    codes = {}
+    codes["participant1"] = main([str(site1), str(out1), "participant", *COMMON,
+                                  *PARTICIPANT, "-w", str(base / "work1")])
+    codes["train"] = main([str(site1), str(out1), "group", *COMMON, *TRAIN,
+                           "--genotypes", str(site1 / "genetics/study"),
+                           "--snps-file", str(snps), "-w", str(base / "work1")])
+    model = out1 / "group/model/fold-0"
+    codes["participant2"] = main([str(site2), str(out2), "participant", *COMMON,
+                                  *PARTICIPANT, "--model", str(model),
+                                  "--saliency-native", "-w", str(base / "work2")])
+    codes["apply"] = main([str(site2), str(out2), "group", *COMMON, "--model", str(model),
+                           "--genotypes", str(site2 / "genetics/study"),
+                           "--saliency-method", "gradient",
+                           "--covariates", "age", "sex", "site", "-w", str(base / "work2")])
+    return {"base": base, "out1": out1, "out2": out2, "codes": codes, "truth": truth,
+            "model": model, "site1": site1, "site2": site2}
+
+
+def test_every_stage_succeeds(group_run):
+    assert group_run["codes"] == {"participant1": 0, "train": 0, "participant2": 0,
+                                  "apply": 0}
+
+
+def test_train_outputs_exist_and_describe_themselves(group_run):
+    group = group_run["out1"] / "group"
+    for name in ("split", "scores", "performance", "associations", "idp_scores",
+                 "genotype_qc", "subjects"):
+        assert (group / f"{name}.tsv").is_file(), name
+        sidecar = json.loads((group / f"{name}.json").read_text())
+        columns = pd.read_csv(group / f"{name}.tsv", sep="\t", nrows=0).columns
+        assert set(columns) <= set(sidecar), (name, set(columns) - set(sidecar))
+    for k in range(3):
+        meta = json.loads((group / f"model/fold-{k}/model.json").read_text())
+        assert meta["test_metrics"] and meta["grid"]["Resolution"] == 4.0
+        assert (group / f"model/fold-{k}/weights.safetensors").is_file()
+    assert (group / "report.html").is_file() and (group / "CITATION.md").is_file()
+    scores = pd.read_csv(group / "scores.tsv", sep="\t")
+    split = pd.read_csv(group / "split.tsv", sep="\t")
+    # Cross-fitting: every participant scored once, by the model that never saw it.
+    assert scores.groupby("participant_id")["snp"].count().nunique() == 1
+    merged = scores.drop_duplicates("participant_id").merge(split, on="participant_id",
+                                                            suffixes=("", "_split"))
+    assert (merged["split"] == merged["split_split"]).all()
+    truth = group_run["truth"]
+    saliency = sorted((group / "saliency").glob("snp-*_desc-saliency_map.nii.gz"))
+    by_genotype = [p for p in saliency if "_genotype-" in p.name]
+    assert len(saliency) - len(by_genotype) == len(scores["snp"].unique())
+    assert {p.name.split("_genotype-")[1][0] for p in by_genotype} == {"0", "1", "2"}
+    regions = pd.read_csv(group / "saliency" / "snp-sim01_desc-regions_saliency.tsv", sep="\t")
+    assert regions["rank"].tolist()[:3] == [1, 2, 3] and "Hippocampus" in " ".join(
+        regions["region"])
+    perf = pd.read_csv(group / "performance.tsv", sep="\t")
+    assert {"cnn", "idp-logreg", "idp-gbm"} <= set(perf["model"])
+    assoc = pd.read_csv(group / "associations.tsv", sep="\t")
+    assert set(assoc["source"]) == {"cnn", "idp-logreg", "idp-gbm", "genotype"}
+    # Every planted SNP -> measure link has its row for every source.
+    planted = {(d["snp"], m) for m, spec in truth["measures"].items()
+               for d in spec["drivers"]}
+    for source in ("cnn", "genotype", "idp-logreg"):
+        rows = assoc[assoc["source"] == source]
+        assert planted <= set(zip(rows["snp"], rows["measure"], strict=True)), source
+    assert assoc["n"].max() >= 25  # out-of-fold scores of (almost) everyone
+
+
+def test_outputs_pass_the_bids_validator(group_run):
+    validator = Path(sys.executable).parent / "bids-validator-deno"
+    for out in (group_run["out1"], group_run["out2"]):
+        result = subprocess.run([str(validator), "--datasetTypes", "derivative",
+                                 "--format", "json", str(out)], capture_output=True,
+                                text=True, timeout=300)
+        report = json.loads(result.stdout)
+        errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]
+        assert not errors, errors[:5]
+
+
+def test_a_second_site_applies_the_model(group_run):
+    out2, model = group_run["out2"], group_run["model"]
+    group = out2 / "group"
+    scores = pd.read_csv(group / "scores.tsv", sep="\t")
+    assert set(scores["split"]) == {"apply"}
+    assert scores["participant_id"].nunique() == 12
+    assoc = pd.read_csv(group / "associations.tsv", sep="\t")
+    assert {"cnn", "genotype"} <= set(assoc["source"])
+    perf = pd.read_csv(group / "performance.tsv", sep="\t")
+    assert set(perf["model"]) == {"cnn"}  # performance at the new site (genotypes given)
+    # Participant-level scores equal the group level's for the same subject and model.
+    meta = json.loads((model / "model.json").read_text())
+    for sub in ("sub-0001", "sub-0007"):
+        tsv = out2 / sub / "anat" / f"{sub}_desc-bgs_scores.tsv"
+        sidecar = json.loads(tsv.with_suffix(".json").read_text())
+        assert sidecar["Model"]["WeightsSHA256"] == meta["weights_sha256"]
+        mine = pd.read_csv(tsv, sep="\t").set_index("snp")
+        theirs = scores[scores["participant_id"] == sub].set_index("snp")
+        np.testing.assert_allclose(mine.loc[theirs.index, ["score", "p0", "p1", "p2"]],
+                                   theirs[["score", "p0", "p1", "p2"]], atol=1e-6)
+        maps = sorted((out2 / sub / "anat").glob(f"{sub}_space-*_snp-*_desc-saliency_map"
+                                                 ".nii.gz"))
+        assert len(maps) == len(meta["snps"])
+        assert np.isfinite(nb.load(maps[0]).get_fdata()).all()
+        native = sorted((out2 / sub / "anat").glob(f"{sub}_snp-*_desc-saliency_map.nii.gz"))
+        assert len(native) == len(meta["snps"])
+        t1w = nb.load(out2 / sub / "anat" / f"{sub}_desc-preproc_T1w.nii.gz")
+        img = nb.load(native[0])
+        assert img.shape == t1w.shape and np.allclose(img.affine, t1w.affine)
+        assert img.get_fdata().max() > 0
+
+
+def test_rerun_skips_finished_stages(group_run, capfd):
+    site1, out1, base = group_run["site1"], group_run["out1"], group_run["base"]
+    before = (out1 / "group/model/fold-0/weights.safetensors").stat().st_mtime
+    code = main([str(site1), str(out1), "group", *COMMON, *TRAIN, "--genotypes",
+                 str(site1 / "genetics/study"), "--snps-file", str(base / "snps.txt"),
+                 "-w", str(base / "work1")])
+    assert code == 0
+    log = capfd.readouterr().err
+    assert "trained model is current" in log and "Group saliency is current" in log
+    assert (out1 / "group/model/fold-0/weights.safetensors").stat().st_mtime == before
+
+
+def test_group_report_renders_every_figure(group_run, tmp_path):
+    """Headless Chromium loads the report; every image decodes (naturalWidth > 0)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    report = group_run["out1"] / "group/report.html"
+    probe = tmp_path / "probe.html"
+    script = ("<script>window.addEventListener('load', function () {"
+              "var imgs = document.images, bad = 0;"
+              "for (var i = 0; i < imgs.length; i++) { if (!imgs[i].complete || "
+              "imgs[i].naturalWidth === 0) bad++; }"
+              "document.title = 'images=' + imgs.length + ' broken=' + bad; });</script>")
+    probe.write_text(report.read_text().replace("</body>", script + "</body>"))
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chr'}", "--virtual-time-budget=10000",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    title = result.stdout.split("<title>")[1].split("</title>")[0]
+    images, broken = (int(x.split("=")[1]) for x in title.split())
+    n_snps = len([p for p in (group_run["out1"] / "group/saliency").glob(
+        "*_desc-saliency_map.nii.gz") if "_genotype-" not in p.name])
+    assert images >= 3 + n_snps + 2, title  # 3 training curves, saliency, forest, heatmap
+    assert broken == 0, title

@@ -1,0 +1,115 @@
+"""What the model stages recover from a simulated study with strong planted effects.
+
+200 simulated participants (4 mm scans; 12 SNPs, 4 causal with 80 % volume change per
+allele; strong cognition effects) go through the group level's CLI on model-grid images
+made from the true transforms (``truth_model_grid``). Asserted:
+
+* genotype prediction (issue 6): the causal SNPs' held-out score-dosage correlation is
+  clearly above chance, the null SNPs' is not;
+* saliency (issue 7): the causal SNPs' group maps point at their planted effects
+  (voxelwise ROC AUC against the truth map) clearly better than the null SNPs' maps point
+  at any planted effect;
+* associations (issue 8): planted SNP -> measure links are Bonferroni-significant through
+  the CNN scores of the 38 held-out participants.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import truth_model_grid
+
+from bgs_app.cli.run import main
+
+N = 200
+pytestmark = pytest.mark.slow  # about 5 min; `make test-slow` (CI runs it)
+
+
+@pytest.fixture(scope="session")
+def recovery(tmp_path_factory):
+    from bgs_app.simulate import SimulationParams, simulate_study
+
+    base = tmp_path_factory.mktemp("recovery")
+    study, out = base / "study", base / "out"
+    truth = simulate_study(study, SimulationParams(n_subjects=N, seed=1, resolution=4.0,
+                                                   effect_size=0.8, warp_mm=1.5,
+                                                   cognition_effect=1.0),
+                           nprocs=2, progress=False)
+    truth_model_grid(study, out, 4.0)
+    snps = base / "snps.txt"
+    snps.write_text("\n".join(s["snp"] for s in truth["snps"]) + "\n")
+    code = main([str(study), str(out), "group", "--genotypes", str(study / "genetics/study"),
+                 "--snps-file", str(snps), "--resolution", "4", "--skip-bids-validation",
+                 "--nprocs", "2", "--epochs", "40", "--patience", "40", "--batch-size", "8",
+                 "--learning-rate", "2e-3", "--channels", "8", "16", "32", "32", "32", "16",
+                 "--saliency-method", "gradient", "--covariates", "age", "sex", "site",
+                 "-w", str(base / "work")])
+    return {"code": code, "truth": truth, "study": study, "group": out / "group"}
+
+
+def _causal(truth):
+    return [s["snp"] for s in truth["snps"] if s["causal"]]
+
+
+def _null(truth):
+    return [s["snp"] for s in truth["snps"] if not s["causal"] and s["qc_failure"] is None]
+
+
+def test_cnn_predicts_causal_genotypes_not_null_ones(recovery):
+    assert recovery["code"] == 0
+    perf = pd.read_csv(recovery["group"] / "performance.tsv", sep="\t").query("model == 'cnn'")
+    perf = perf.set_index("snp")
+    causal, null = _causal(recovery["truth"]), _null(recovery["truth"])
+    found = perf.loc[causal].query("r_dosage > 0 and p_r_dosage < 0.01")
+    assert len(found) >= 3, perf.loc[causal]
+    # Nulls: nothing past a Bonferroni threshold over the null SNPs.
+    assert (perf.loc[null, "p_r_dosage"] > 0.05 / len(null)).all(), perf.loc[null]
+
+
+def test_group_saliency_finds_the_planted_effects(recovery):
+    group, truth = recovery["group"], recovery["truth"]
+    truth_dir = recovery["study"] / "derivatives/simulation-truth"
+    from nilearn.image import resample_to_img
+
+    from bgs_app.model.saliency import map_auc
+
+    aucs = {}
+    for snp in _causal(truth) + _null(truth):
+        sal = nb.load(group / "saliency" / f"snp-{snp}_desc-saliency_map.nii.gz")
+        brain = sal.get_fdata() > 0
+        maps = [resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
+                                interpolation="continuous", force_resample=True,
+                                copy_header=True).get_fdata() for c in _causal(truth)]
+        own = maps[_causal(truth).index(snp)] if snp in _causal(truth) else np.max(
+            np.abs(maps), axis=0)
+        aucs[snp] = map_auc(sal.get_fdata(), own, brain)
+    causal = _causal(truth)
+    null_aucs = [aucs[s] for s in _null(truth)]
+    print(json.dumps(aucs))
+    # Gradient maps at 4 mm from 38 held-out subjects; measured: the atlas-aligned SNP
+    # 0.88, the blob SNPs 0.48-0.78, nulls 0.45-0.58 (the full-size figures with
+    # Integrated Gradients are in the validation docs).
+    assert max(aucs[s] for s in causal) >= 0.8, aucs
+    assert np.mean([aucs[s] for s in causal]) >= np.mean(null_aucs) + 0.1, aucs
+    assert max(null_aucs) < 0.7, aucs
+
+
+def test_planted_links_significant_through_cnn_scores(recovery):
+    assoc = pd.read_csv(recovery["group"] / "associations.tsv", sep="\t")
+    truth = recovery["truth"]
+    planted = {(d["snp"], m) for m, spec in truth["measures"].items()
+               for d in spec["drivers"]}
+    cnn = assoc[assoc["source"] == "cnn"]
+    hits = cnn[cnn["p_bonferroni"] < 0.05]
+    found = {(s, m) for s, m in zip(hits["snp"], hits["measure"], strict=True)}
+    assert found & planted, cnn.sort_values("p").head(10)
+    # Not asserted: that no null SNP's score associates. The heads share the trunk, so a
+    # null head's score can carry causal anatomy (measured: sim02's score with reaction
+    # time, Bonferroni p = 6e-4, though it does not predict its genotype). Its genotype
+    # row, the test that matters for a null SNP, is not significant:
+    genotype = assoc[(assoc["source"] == "genotype") & assoc["snp"].isin(_null(truth))]
+    assert (genotype["p_bonferroni"] >= 0.05).all(), genotype
