@@ -67,22 +67,6 @@ def group_work_dir(config: Config) -> Path:
     return work_dir(config) / "group"
 
 
-def _participants(config: Config) -> list[str]:
-    table = config.bids_dir / "participants.tsv"
-    found = sorted(p.name[4:] for p in config.bids_dir.glob("sub-*") if p.is_dir())
-    if not found and table.is_file():
-        found = [str(s)[4:] for s in pd.read_csv(table, sep="\t")["participant_id"]]
-    if not found:
-        raise NoDataError(f"no sub-<label> folders found in {config.bids_dir}")
-    if config.participant_label:
-        missing = [p for p in config.participant_label if p not in found]
-        if missing:
-            raise NoDataError(f"participant(s) {', '.join('sub-' + m for m in missing)} "
-                              f"not found in {config.bids_dir}")
-        return list(config.participant_label)
-    return found
-
-
 def collect_inputs(config: Config, template: str) -> GroupInputs:
     """Find every selected participant's model-grid image (and IDPs).
 
@@ -92,7 +76,10 @@ def collect_inputs(config: Config, template: str) -> GroupInputs:
         Some participants have no model-grid image on this grid (they are listed, with
         the grids that do exist when the resolution differs).
     """
-    labels = _participants(config)
+    from bgs_app.bids import get_layout, select_subjects
+
+    labels = select_subjects(get_layout(config.bids_dir, config.bids_database_dir),
+                             config.participant_label)
     res = f"{config.resolution:g}"
     rows, missing = [], []
     for label in labels:

@@ -10,6 +10,7 @@ import pandas as pd
 from bgs_app.config import Config
 from bgs_app.group import GroupInputs, _device, group_dir, group_work_dir, write_table
 from bgs_app.templates import Template
+from bgs_app.utils.atomic import write_tsv
 
 LOGGER = logging.getLogger("bgs_app")
 
@@ -52,7 +53,7 @@ def apply_model(config: Config, inputs: GroupInputs, template: Template) -> None
         for j, snp in enumerate(snps):
             d = dosages.reindex(images["participant_id"])[snp].to_numpy(float)
             rows.append({"model": "cnn", "snp": snp, **genotype_metrics(d, probs[:, j])})
-        pd.DataFrame(rows).to_csv(perf_path, sep="\t", index=False, na_rep="n/a")
+        write_tsv(pd.DataFrame(rows), perf_path)
     elif perf_path.exists():
         perf_path.unlink()
     if not config.no_saliency:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.config import Config
-from bgs_app.errors import NoDataError, UsageError
+from bgs_app.errors import NoDataError
 from bgs_app.group import (
     SPLIT_COLUMNS,
     GroupInputs,
@@ -26,6 +26,7 @@ from bgs_app.group import (
     write_table,
 )
 from bgs_app.templates import Template
+from bgs_app.utils.atomic import write_tsv
 
 LOGGER = logging.getLogger("bgs_app")
 MIN_TRAIN = 8
@@ -253,9 +254,7 @@ def _write_scores_and_performance(config, probs, scored, images, dosages, snps, 
         d = dosages.loc[images["participant_id"][held], snp].to_numpy(float)
         rows.append({"model": "cnn", "snp": snp,
                      **genotype_metrics(d, probs[held.to_numpy(), j])})
-    perf = pd.DataFrame(rows)
-    perf.to_csv(group_work_dir(config) / "performance_cnn.tsv", sep="\t", index=False,
-                na_rep="n/a")
+    write_tsv(pd.DataFrame(rows), group_work_dir(config) / "performance_cnn.tsv")
 
 
 def _group_saliency(config, models, store, images, split, dosages, template, grid):
@@ -382,7 +381,7 @@ def _idp_baseline(config, images, dosages, split):
     LOGGER.info("IDP baseline: %d participants, %d features", len(idps), idps.shape[1])
     scores, perf = fit_idp_baseline(idp_features(idps), dosages, split, seed=config.seed)
     write_idp_scores(scores, out)
-    perf.to_csv(perf_path, sep="\t", index=False, na_rep="n/a")
+    write_tsv(perf, perf_path)
     _write_stamp(stamp, digest)
     return scores
 
@@ -413,12 +412,8 @@ def _associations(config, out, dosages, idp_scores, performance: list[Path]) -> 
 
         extra = genetic_pcs(config.pca_genotypes or config.genotypes, config.genetic_pcs,
                             list(cnn.index), id_map=config.genotype_id_map, seed=config.seed)
-    try:
-        pheno, covs = load_phenotypes(config.bids_dir, measures, config.covariates,
-                                      nonlinear_age=config.nonlinear_age,
-                                      extra_covariates=extra)
-    except UsageError:
-        raise
+    pheno, covs = load_phenotypes(config.bids_dir, measures, config.covariates,
+                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra)
     sources = {"cnn": cnn}
     if idp_scores is not None and len(idp_scores):
         for model, rows in idp_scores.groupby("model"):
