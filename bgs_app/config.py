@@ -68,6 +68,7 @@ class Config:
     phenotypes: tuple[str, ...] | None = None
     covariates: tuple[str, ...] | None = None
     nonlinear_age: bool = False
+    score_gate: str = "validated"
     saliency_method: str | None = None
     saliency_native: bool = False
     saliency_by_genotype: bool = False
@@ -121,6 +122,9 @@ class Config:
             values["genotypes"] = str(Path(values["genotypes"]).expanduser().absolute())
         if values.get("bids_filter_file") is not None and values.get("bids_filters") is None:
             values["bids_filters"] = read_bids_filters(values["bids_filter_file"])
+        if values.get("score_gate", "validated") not in ("validated", "none"):
+            raise UsageError(f"score_gate must be 'validated' or 'none', not "
+                             f"{values['score_gate']!r}")
         values.setdefault("run_id", datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
                           + f"_{os.getpid()}")
         return cls(**values)

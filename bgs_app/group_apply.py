@@ -64,4 +64,6 @@ def apply_model(config: Config, inputs: GroupInputs, template: Template) -> None
         sums = {(s, k): m * len(images) for s, by in maps.items() for k, m in by.items()}
         counts = {key: len(images) for key in sums}
         write_saliency_outputs(out / "saliency", sums, counts, snps, template, grid, method)
-    _associations(config, out, dosages, None, [perf_path])
+    recorded = pd.DataFrame([{"model": "cnn", **m} for m in meta.get("test_metrics") or []])
+    _associations(config, out, dosages, None, [perf_path],
+                  gate_performance=recorded if len(recorded) else None)

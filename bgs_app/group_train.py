@@ -386,17 +386,24 @@ def _idp_baseline(config, images, dosages, split):
     return scores
 
 
-def _associations(config, out, dosages, idp_scores, performance: list[Path]) -> None:
+def _associations(config, out, dosages, idp_scores, performance: list[Path],
+                  gate_performance: pd.DataFrame | None = None) -> None:
     """``performance.tsv`` from its parts; associations of the held-out (or applied) CNN
-    scores, IDP scores and genotypes with cognition."""
+    scores, IDP scores and genotypes with cognition.
+
+    ``gate_performance`` (apply mode without site genotypes: the bundle's recorded test
+    metrics) decides which scores are validated when ``performance`` has no rows.
+    """
     from bgs_app.group import _measures
     from bgs_app.model.scores import scores_wide
     from bgs_app.stats import associate_sources, load_phenotypes
+    from bgs_app.stats.gate import validated_scores
     from bgs_app.stats.tables import write_associations, write_performance
 
     perf = [pd.read_csv(p, sep="\t", na_values="n/a") for p in performance if p.is_file()]
-    if perf:
-        write_performance(pd.concat(perf, ignore_index=True), out)
+    perf_table = pd.concat(perf, ignore_index=True) if perf else None
+    if perf_table is not None:
+        write_performance(perf_table, out)
     measures = _measures(config)
     if not measures:
         LOGGER.warning("No cognitive measures (--phenotypes, or phenotype/*.tsv); "
@@ -421,10 +428,29 @@ def _associations(config, out, dosages, idp_scores, performance: list[Path]) -> 
                                               values="score")
     if dosages is not None:
         sources["genotype"] = dosages.reindex(cnn.index)
+    validated = None
+    gate = {"Gate": config.score_gate}
+    if config.score_gate == "validated":
+        basis = perf_table if perf_table is not None and len(perf_table) else gate_performance
+        validated = {name: set() for name in sources if name != "genotype"}
+        if basis is not None and len(basis):
+            validated.update(validated_scores(basis))
+            gate["Basis"] = ("held-out performance on these participants"
+                             if basis is perf_table else "the model's recorded test metrics")
+        else:
+            gate["Basis"] = "none: no genotypes and no recorded test metrics"
+        gate["ValidatedScores"] = {k: sorted(v) for k, v in validated.items()}
+        for name, snps in validated.items():
+            n_all = sources[name].shape[1]
+            LOGGER.info("Score gate: %d of %d %s score(s) predict their genotype "
+                        "(held-out r > 0, Bonferroni p < 0.05) and are tested", len(snps),
+                        n_all, name)
     table = associate_sources(sources, pheno.reindex(cnn.index),
-                              None if covs is None else covs.reindex(cnn.index))
+                              None if covs is None else covs.reindex(cnn.index),
+                              validated=validated)
     write_associations(table, out, {"Measures": measures,
                                     "Covariates": list(config.covariates or []),
-                                    "Participants": int(len(cnn))})
-    LOGGER.info("Associations: %d tests, %d Bonferroni-significant", len(table),
+                                    "Participants": int(len(cnn)), "ScoreGate": gate})
+    LOGGER.info("Associations: %d tests (%d in the family), %d Bonferroni-significant",
+                len(table), int(table["validated"].sum()),
                 int((table["p_bonferroni"] < 0.05).sum()))

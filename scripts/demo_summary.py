@@ -30,8 +30,9 @@ def main(study: Path, group: Path) -> int:
     table["planted"] = [(s, m) in planted for s, m in zip(table["snp"], table["measure"],
                                                           strict=True)]
     hits = table[table["p_bonferroni"] < 0.05]
-    print(f"\nBonferroni-significant associations ({len(table)} tests, "
-          f"{len(planted)} planted links):")
+    family = table["p_bonferroni"].notna()
+    print(f"\nBonferroni-significant associations ({int(family.sum())} tests in the family "
+          f"of {len(table)}; {len(planted)} planted links):")
     cols = ["source", "snp", "measure", "n", "beta", "p", "p_bonferroni", "planted"]
     print(hits[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
           if len(hits) else "none")

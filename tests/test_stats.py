@@ -11,6 +11,7 @@ from statsmodels.stats.multitest import multipletests
 from bgs_app.errors import UsageError
 from bgs_app.stats import associate, associate_sources, genotype_metrics, load_phenotypes
 from bgs_app.stats.baseline import fit_idp_baseline, idp_features
+from bgs_app.stats.gate import validated_scores
 from tests.conftest import make_bids_tree
 
 
@@ -68,6 +69,53 @@ def test_family_wise_corrections():
     assert np.allclose(both["q_fdr"], multipletests(p, method="fdr_bh")[1])
     assert set(both["source"]) == {"cnn", "idp-logreg"}
     assert np.allclose(both["p"], pd.concat([part_a, part_b])["p"])
+
+
+def test_validated_scores_gate():
+    perf = pd.DataFrame({"model": ["cnn"] * 4 + ["idp-logreg"] * 2,
+                         "snp": ["a", "b", "c", "d", "a", "b"],
+                         "r_dosage": [0.6, 0.3, -0.7, 0.5, 0.4, np.nan],
+                         "p_r_dosage": [1e-5, 0.02, 1e-6, 0.011, 0.02, np.nan]})
+    gate = validated_scores(perf)
+    # cnn: 4 SNPs, so p < 0.0125; c predicts the genotype backwards and is no score of it.
+    assert gate == {"cnn": {"a", "d"}, "idp-logreg": {"a"}}
+
+
+def test_gate_keeps_shared_anatomy_out_of_the_family():
+    """A head that learnt nothing about its SNP but carries the anatomy behind a measure
+    (shared trunk) associates with that measure; the gate keeps it out of the family."""
+    rng = np.random.default_rng(3)
+    n = 400
+    idx = pd.Index([f"sub-{i:03d}" for i in range(n)], name="participant_id")
+    dosage = pd.DataFrame({s: rng.binomial(2, 0.4, n).astype(float)
+                           for s in ("causal", "null")}, index=idx)
+    anatomy = dosage["causal"] + rng.normal(0, 0.7, n)
+    scores = pd.DataFrame({"causal": anatomy + rng.normal(0, 0.3, n),
+                           "null": 0.5 * anatomy + rng.normal(0, 0.5, n)}, index=idx)
+    phen = pd.DataFrame({"rt": anatomy + rng.normal(0, 1, n)}, index=idx)
+    perf = pd.DataFrame([{"model": "cnn", "snp": s,
+                          **genotype_metrics(dosage[s].to_numpy(), _probs(scores[s]))}
+                         for s in scores])
+    gate = validated_scores(perf)
+    assert gate == {"cnn": {"causal"}}
+    ungated = associate_sources({"cnn": scores, "genotype": dosage}, phen)
+    gated = associate_sources({"cnn": scores, "genotype": dosage}, phen, validated=gate)
+    null_row = lambda t: t[(t["source"] == "cnn") & (t["snp"] == "null")].iloc[0]  # noqa: E731
+    assert null_row(ungated)["p_bonferroni"] < 0.05  # the leak, without the gate
+    assert null_row(gated)["p"] == pytest.approx(null_row(ungated)["p"])
+    assert np.isnan(null_row(gated)["p_bonferroni"]) and not null_row(gated)["validated"]
+    family = gated[gated["validated"]]
+    assert len(family) == 3  # cnn causal, genotype causal, genotype null
+    assert np.allclose(family["p_bonferroni"], np.minimum(family["p"] * 3, 1))
+    assert np.allclose(family["q_fdr"], multipletests(family["p"], method="fdr_bh")[1])
+
+
+def _probs(score: pd.Series) -> np.ndarray:
+    """Class probabilities whose expected dosage is a monotone map of ``score``."""
+    e = 2.0 / (1.0 + np.exp(-(score.to_numpy() - score.mean())))
+    p2 = np.clip(e - 1.0, 0, 1)
+    p1 = e - 2 * p2
+    return np.column_stack([1 - p1 - p2, p1, p2])
 
 
 def test_vectorised_is_fast_for_many_scores():

@@ -179,6 +179,11 @@ def get_parser() -> argparse.ArgumentParser:
     g_model.add_argument("--val-fraction", dest="val_fraction", type=_fraction,
                          help="validation fraction (early stopping)"
                               + _default("val_fraction"))
+    g_model.add_argument("--score-gate", dest="score_gate", choices=("validated", "none"),
+                         help="which scores are tested against cognition: 'validated' "
+                              "only those whose held-out score predicts the genotype "
+                              "(Bonferroni over SNPs); 'none' every score"
+                              + _default("score_gate"))
     g_model.add_argument("--cv-folds", dest="cv_folds", type=int, metavar="K",
                          help="cross-fitting: K models, each scoring the fold it never saw "
                               "(0: one train/val/test split)" + _default("cv_folds"))

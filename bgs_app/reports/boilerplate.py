@@ -105,9 +105,16 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
         + (f" (plus {' and '.join(extra)})" if extra else "")
         + " as covariates, with the measure and the score standardised within the complete "
           "cases of each test (equal to statsmodels' OLS [@statsmodels]); p-values were "
-          "corrected by Bonferroni over every test of the table, and Benjamini-Hochberg "
-          "[@bh] q-values are given. The same models were fitted to the IDP-baseline scores "
-          "and to the genotypes.")
+          + ("corrected by Bonferroni over the family of tests, and Benjamini-Hochberg "
+             "[@bh] q-values are given. The family held the genotypes and only those "
+             "scores that predicted their own genotype in held-out participants (positive "
+             "score-dosage correlation, Bonferroni-corrected over each model's SNPs at "
+             "0.05): the prediction heads share one network, so a score that does not "
+             "predict its genotype carries other anatomy rather than its SNP's. "
+             if config.score_gate == "validated" else
+             "corrected by Bonferroni over every test of the table, and Benjamini-Hochberg "
+             "[@bh] q-values are given. ")
+          + "The same models were fitted to the IDP-baseline scores and to the genotypes.")
     if group_dir is not None and (group_dir / "associations.json").is_file():
         meta = json.loads((group_dir / "associations.json").read_text())
         if "Participants" in meta:

@@ -94,7 +94,9 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
     if assoc is not None and len(assoc):
         forest = forest_plot(assoc)
         heat = pvalue_heatmap(assoc)
-        cols = ["source", "snp", "measure", "n", "beta", "se", "p", "p_bonferroni", "q_fdr"]
+        cols = ["source", "snp", "measure", "n", "beta", "se", "p", "p_bonferroni", "q_fdr",
+                "validated"]
+        cols = [c for c in cols if c in assoc]
         hits = assoc.sort_values("p")[cols].head(30)
     env = Environment(loader=PackageLoader("bgs_app", "data/templates"),
                       autoescape=select_autoescape(["html"]))
@@ -106,7 +108,14 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
         mode="apply a released model" if config.model else "train",
         summary=summary, qc=_html(qc), curves=curves, performance=_html(perf_wide),
         saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
-        n_tests=0 if assoc is None else len(assoc),
+        n_tests=0 if assoc is None else int(_family(assoc).sum()),
         n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),
         boilerplate=markdown_to_html(group_boilerplate(config, template, group_dir)))
     return write_text(group_dir / "report.html", html)
+
+
+def _family(assoc):
+    """Rows in the corrected family (all rows in tables without a ``validated`` column)."""
+    if "validated" not in assoc:
+        return assoc["p"].notna()
+    return assoc["validated"].astype(str).str.lower().eq("true") & assoc["p"].notna()

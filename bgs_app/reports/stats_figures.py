@@ -33,23 +33,30 @@ def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str:
 
 
 def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str:
-    """-log10 p of every predictor x measure; cells past the Bonferroni line outlined."""
+    """-log10 p of every predictor x measure; Bonferroni-significant cells of the tested
+    family outlined (rows outside it are labelled "not validated")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     data = table.dropna(subset=["p"]).copy()
-    data["row"] = data["source"].astype(str) + " " + data["snp"].astype(str)
+    family = (data["validated"].astype(str).str.lower().eq("true") if "validated" in data
+              else pd.Series(True, index=data.index))
+    data["row"] = (data["source"].astype(str) + " " + data["snp"].astype(str)
+                   + np.where(family, "", " (not validated)"))
     grid = data.pivot_table(index="row", columns="measure", values="p", aggfunc="min")
+    hit = data.assign(hit=family & (data["p"] * max(int(family.sum()), 1) < 0.05)
+                      ).pivot_table(index="row", columns="measure", values="hit",
+                                    aggfunc="max").reindex_like(grid).fillna(False)
     logp = -np.log10(grid)
-    n_tests = n_tests or len(data)
+    n_tests = n_tests or int(family.sum())
     line = -np.log10(0.05 / max(n_tests, 1))
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * grid.shape[1], 0.28 * grid.shape[0] + 1.5))
     im = ax.imshow(logp.to_numpy(), cmap="viridis", aspect="auto",
                    vmin=0, vmax=max(line * 1.5, float(np.nanmax(logp.to_numpy()))))
-    for (i, j), value in np.ndenumerate(logp.to_numpy()):
-        if value >= line:
+    for (i, j), value in np.ndenumerate(hit.to_numpy()):
+        if value:
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)

@@ -9,12 +9,14 @@ values take seconds; the numbers equal statsmodels' OLS.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 COLUMNS = ["source", "snp", "measure", "n", "beta", "se", "t", "p", "ci_low", "ci_high",
-           "p_bonferroni", "q_fdr"]
+           "p_bonferroni", "q_fdr", "validated"]
 
 
 def design_matrix(covariates: pd.DataFrame | None, index: pd.Index) -> pd.DataFrame:
@@ -164,11 +166,18 @@ class _Sums:
 
 
 def adjust(table: pd.DataFrame) -> pd.DataFrame:
-    """Bonferroni-adjusted p and Benjamini-Hochberg q over every row with a p-value."""
+    """Bonferroni-adjusted p and Benjamini-Hochberg q over the family of tests.
+
+    The family is every row with a p-value whose ``validated`` column is true (all rows
+    when the column is absent); other rows keep their p but get no adjusted values.
+    """
     from statsmodels.stats.multitest import multipletests
 
     table = table.copy()
-    ok = table["p"].notna().to_numpy()
+    if "validated" not in table:
+        table["validated"] = True
+    table["validated"] = table["validated"].astype(bool)
+    ok = (table["p"].notna() & table["validated"]).to_numpy()
     table["p_bonferroni"] = np.nan
     table["q_fdr"] = np.nan
     if ok.any():
@@ -179,14 +188,34 @@ def adjust(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def associate_sources(sources: dict[str, pd.DataFrame], phenotypes: pd.DataFrame,
-                      covariates: pd.DataFrame | None = None) -> pd.DataFrame:
+                      covariates: pd.DataFrame | None = None,
+                      validated: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
     """Associations for several sources (CNN, baselines, genotypes), adjusted together.
 
-    Bonferroni and FDR run over the whole family (every source, score and measure),
-    so the table's corrected p-values are comparable across sources.
+    Parameters
+    ----------
+    sources : dict
+        ``{source: participants x scores}``, e.g. ``{"cnn": ..., "genotype": ...}``.
+    phenotypes, covariates : pandas.DataFrame
+        As for :func:`associate`.
+    validated : mapping, optional
+        ``{source: SNPs}`` whose scores enter the family (see
+        :func:`bgs_app.stats.gate.validated_scores`); sources not named are always in
+        it. None: every row is.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``associations.tsv``. Bonferroni and FDR run over the whole family
+        (every source, validated score and measure), so the table's corrected p-values
+        are comparable across sources.
     """
+    from bgs_app.stats.gate import mark_validated
+
     parts = [associate(frame, phenotypes, covariates, source=name)
              for name, frame in sources.items() if frame is not None and frame.shape[1]]
     if not parts:
         return pd.DataFrame(columns=COLUMNS)
-    return adjust(pd.concat(parts, ignore_index=True))
+    table = pd.concat(parts, ignore_index=True)
+    table["validated"] = mark_validated(table, validated).to_numpy()
+    return adjust(table)

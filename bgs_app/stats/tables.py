@@ -19,8 +19,13 @@ ASSOCIATION_COLUMNS = {
     "se": "Standard error of beta", "t": "t statistic", "p": "Two-sided p-value",
     "ci_low": "Lower bound of the 95 % confidence interval of beta",
     "ci_high": "Upper bound of the 95 % confidence interval of beta",
-    "p_bonferroni": "p multiplied by the number of tests in the table (capped at 1)",
-    "q_fdr": "Benjamini-Hochberg q over the tests in the table",
+    "p_bonferroni": "p multiplied by the number of tests in the family (the rows with "
+                    "validated true), capped at 1; n/a outside the family",
+    "q_fdr": "Benjamini-Hochberg q over the family; n/a outside it",
+    "validated": "true when the row is in the tested family: a genotype row, or a score "
+                 "whose held-out score-dosage correlation is positive and Bonferroni-"
+                 "significant over its model's SNPs (--score-gate validated); false rows "
+                 "keep beta, se, t and p for reference but are not corrected or claimed",
 }
 PERFORMANCE_COLUMNS = {
     "model": "cnn or idp-<model>", "snp": "SNP",
@@ -47,7 +52,10 @@ def _write(table: pd.DataFrame, path: Path, columns: dict, extra: dict | None) -
 
 
 def write_associations(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
-    """``group/associations.tsv`` and its sidecar."""
+    """``group/associations.tsv`` and its sidecar (``validated`` as true/false)."""
+    if "validated" in table:
+        table = table.assign(validated=table["validated"].map(
+            lambda v: "true" if str(v).lower() == "true" else "false"))
     return _write(table, Path(group_dir) / "associations.tsv", ASSOCIATION_COLUMNS, extra)
 
 

@@ -1,0 +1,65 @@
+"""Oracle preprocessing: model-grid images made from the simulation's true transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+
+def truth_model_grid(study: Path, out: Path, resolution: float, template: str
+                     = "MNI152NLin2009aSym") -> Path:
+    """Model-grid images made from the simulation's *true* brain masks and transforms,
+    written where the participant level would put them.
+
+    Tests and benchmarks of the model stages (training, scores, saliency, associations)
+    use these to measure what the CNN finds given correct preprocessing, without paying
+    for the participant level on hundreds of subjects (that level is tested against the
+    same truth in test_participant.py). Only numpy/scipy and the model grid's definition
+    here: no preprocessing code. No IDPs are written, so the group level runs without
+    the IDP baseline on such a folder.
+
+    Parameters
+    ----------
+    study : pathlib.Path
+        A study written by ``bgs-simulate``.
+    out : pathlib.Path
+        The derivatives folder to fill (``sub-*/anat/*_desc-model_T1w.nii.gz``).
+    resolution : float
+        Model grid spacing in mm.
+    template : str
+        Template name written in the ``space-`` entity.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    import json
+
+    from scipy.ndimage import map_coordinates
+
+    from bgs_app.templates import model_grid
+
+    shape, affine = model_grid(resolution)
+    world = affine[:3, :3] @ np.indices(shape).reshape(3, -1) + affine[:3, 3:]
+    truth = study / "derivatives" / "simulation-truth"
+    for t1w in sorted(study.glob("sub-*/anat/*_T1w.nii.gz")):
+        sub = t1w.name.split("_")[0]
+        img = nb.load(t1w)
+        mask = nb.load(truth / sub / "anat" / f"{sub}_desc-truth_mask.nii.gz").get_fdata(
+            dtype=np.float32)
+        to_template = np.array(json.loads((truth / sub / "anat" / f"{sub}_desc-truth_xfm.json"
+                                           ).read_text())["AffineNativeToTemplate"])
+        native = np.linalg.inv(img.affine) @ np.linalg.inv(to_template)
+        vox = native[:3, :3] @ world + native[:3, 3:]
+        data = img.get_fdata(dtype=np.float32)
+        values = map_coordinates(data * mask, vox, order=1).reshape(shape)
+        inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
+        values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
+        dest = out / sub / "anat" / (f"{sub}_space-{template}_res-{resolution:g}_desc-model"
+                                     "_T1w.nii.gz")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        nb.Nifti1Image(values, affine).to_filename(dest)
+    return out

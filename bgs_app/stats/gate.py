@@ -1,0 +1,59 @@
+"""Which scores enter the association family: those that predict their own genotype.
+
+A brain-genotype score is only a representation of its SNP when it predicts that SNP's
+genotype in participants the model never saw. The heads of the multi-task CNN share one
+trunk, so a head that learnt nothing about its SNP still outputs a projection of the
+trunk's features -- anatomy that other SNPs (or cognition itself) drive. Testing such a
+score against cognition finds that anatomy, not the SNP. The gate keeps a score in the
+Bonferroni/FDR family only when its held-out score-dosage correlation is positive and
+Bonferroni-significant over the model's SNPs. The gate uses genotypes and scores only,
+never the cognitive measures, so the family is fixed before any outcome is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+GATES = ("validated", "none")
+
+
+def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str, set[str]]:
+    """Per model, the SNPs whose held-out score predicts the genotype.
+
+    Parameters
+    ----------
+    performance : pandas.DataFrame
+        Rows of ``performance.tsv`` (``model``, ``snp``, ``r_dosage``, ``p_r_dosage``).
+    alpha : float
+        Family-wise level; a model's SNPs are Bonferroni-corrected among themselves.
+
+    Returns
+    -------
+    dict
+        ``{model: {snp, ...}}`` for every model in ``performance`` (possibly empty sets).
+    """
+    out: dict[str, set[str]] = {}
+    for model, rows in performance.groupby("model"):
+        p = pd.to_numeric(rows["p_r_dosage"], errors="coerce").to_numpy(float)
+        r = pd.to_numeric(rows["r_dosage"], errors="coerce").to_numpy(float)
+        keep = np.isfinite(p) & (r > 0) & (p * len(rows) < alpha)
+        out[str(model)] = set(rows["snp"].astype(str)[keep])
+    return out
+
+
+def mark_validated(table: pd.DataFrame,
+                   validated: Mapping[str, Iterable[str]] | None) -> pd.Series:
+    """Boolean per association row: is its score in the tested family?
+
+    Sources absent from ``validated`` (e.g. ``genotype``) are always in the family; with
+    ``validated=None`` every row is.
+    """
+    if validated is None:
+        return pd.Series(True, index=table.index)
+    sets = {k: {str(s) for s in v} for k, v in validated.items()}
+    return pd.Series([src not in sets or str(snp) in sets[src]
+                      for src, snp in zip(table["source"], table["snp"], strict=True)],
+                     index=table.index)
