@@ -263,3 +263,26 @@ def test_real_genotypes_carry_into_the_study(tmp_path):
     assert all(p[4:6] in {"HG", "NA"} for p in parts["participant_id"])
     bim = pd.read_csv(tmp_path / "real/genetics/study.bim", sep="\t", header=None)
     assert len(bim) == 14079  # every source SNP, for genetic PCs
+
+
+def test_truth_links_planted_and_through_overlap(sim_study):
+    from bgs_app.simulate.evaluate import truth_links
+
+    truth = _truth(sim_study)
+    links = truth_links(sim_study)
+    planted = {(d["snp"], m) for m, spec in truth["measures"].items() for d in spec["drivers"]}
+    assert {k for k, v in links.items() if v == "planted"} == planted
+    causal = set(truth["causal_snps"])
+    assert {snp for snp, _ in links} <= causal  # null SNPs are never linked
+    # An overlap link is one whose SNP moves the driving region's realised volume (this
+    # seed's design has overlapping blobs: sim07's and sim10's).
+    assert "overlap" in links.values()
+    anatomy = pd.DataFrame(truth["realised_anatomy"]["values"]).set_index("label")
+    dos = _dosages(sim_study).reindex(anatomy.index)
+    for (snp, measure), kind in links.items():
+        if kind == "overlap":
+            region = truth["measures"][measure]["drivers"][0]["snp"]
+            drivers = [d["snp"] for d in truth["measures"][measure]["drivers"]]
+            r = max(abs(np.corrcoef(dos[snp].fillna(dos[snp].mean()), anatomy[d])[0, 1])
+                    for d in drivers)
+            assert r > 0.1, (snp, measure, region, r)

@@ -1,0 +1,63 @@
+"""Which SNP -> measure links a simulated study's truth implies.
+
+A measure is driven by the realised volume change in a causal SNP's effect region
+(``truth.json``: ``measures[...]["drivers"]``). That region's volume can also move with
+*other* causal SNPs whose effect blobs overlap it: then those SNPs change the driving
+anatomy too, and their association with the measure is as real as the planted one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def truth_links(study: Path, relative: float = 0.2) -> dict[tuple[str, str], str]:
+    """SNP -> measure links of a simulated study, ``"planted"`` or ``"overlap"``.
+
+    Parameters
+    ----------
+    study : pathlib.Path
+        A study written by ``bgs-simulate``.
+    relative : float
+        A causal SNP is linked to a measure through overlap when its per-allele effect on
+        the driving region's realised volume (least squares over the study's
+        participants, every causal SNP's dosage together) is at least this fraction of
+        the driving SNP's own effect.
+
+    Returns
+    -------
+    dict
+        ``{(snp, measure): "planted" | "overlap"}``.
+    """
+    from bed_reader import open_bed
+
+    truth = json.loads((Path(study) / "derivatives/simulation-truth/truth.json").read_text())
+    links = {(d["snp"], m): "planted" for m, spec in truth["measures"].items()
+             for d in spec["drivers"]}
+    causal = [s["snp"] for s in truth["snps"] if s["causal"]]
+    realised = truth.get("realised_anatomy", {}).get("values")
+    if not causal or not realised:
+        return links
+    anatomy = pd.DataFrame(realised).set_index("label")
+    prefix = Path(study) / "genetics" / "study"
+    with open_bed(str(prefix) + ".bed") as bed:
+        dosage = pd.DataFrame(bed.read(dtype="float64"), columns=list(bed.sid),
+                              index=[str(i).removeprefix("sub-") for i in bed.iid])
+    x = dosage.reindex(index=anatomy.index, columns=causal)
+    x = x.fillna(x.mean())
+    design = np.column_stack([np.ones(len(x)), x.to_numpy()])
+    for measure, spec in truth["measures"].items():
+        for driver in spec["drivers"]:
+            region = driver["snp"]
+            if region not in anatomy:
+                continue
+            coef = np.linalg.lstsq(design, anatomy[region].to_numpy(float), rcond=None)[0][1:]
+            own = abs(coef[causal.index(region)])
+            for snp, c in zip(causal, coef, strict=True):
+                if snp != region and own > 0 and abs(c) >= relative * own:
+                    links.setdefault((snp, measure), "overlap")
+    return links
