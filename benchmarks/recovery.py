@@ -1,0 +1,421 @@
+"""Recovery study: does bgs_app find the planted genotype -> brain -> cognition links, and
+nothing else?
+
+Usage: python benchmarks/recovery.py [--n 400] [--effect-size 80] [--cognition-effect 1.0]
+       [--resolution 3] [--pipeline full|oracle] [--null-studies K] [--null-n N]
+       [--genotypes simulated|1000g] [--genetic-pcs 4] [--seed 1] [--epochs 40]
+       [--cv-folds 0] [--nprocs 2] [--keep DIR] [--results FILE] [--markdown FILE]
+       [--figure FILE]
+
+For each study: ``bgs-simulate`` (12 SNPs that pass QC, 4 of them causal: one
+atlas-aligned, three as distributed blobs; each causal SNP's anatomy drives a cognitive
+measure or none), then the participant level (``--pipeline full``: ANTs registration,
+segmentation, IDPs, model-grid images; ``--pipeline oracle``: model-grid images from the
+simulation's true transforms, no IDPs, so no IDP baseline), then the group level (CNN on
+one train/val/test split or ``--cv-folds`` cross-fitting; gradient saliency; IDP baseline;
+associations). Null studies (``--null-studies``) have no causal SNP at all; the share of
+them with any Bonferroni-significant row estimates the family-wise error rate.
+``--genotypes 1000g`` uses the real 1000 Genomes genotypes in
+``../shared/testdata/genotypes/`` (real allele frequencies and population structure;
+genetic PCs as covariates).
+
+Reported per SNP: CNN and IDP-baseline test AUC and score-dosage r, group saliency ROC
+AUC against the truth effect map (a null SNP's map against the union of the causal maps);
+per source (cnn, idp-*, genotype): planted links found after Bonferroni, links found
+through overlapping effect regions (a causal SNP that also moves a driving region's
+volume, ``bgs_app.simulate.evaluate.truth_links``), null-SNP rows significant, and other
+significant rows the truth does not imply. Prints one JSON object per invocation;
+appends it to ``--results`` (default benchmarks/results/recovery.json) and rewrites the
+Markdown tables (``--markdown``) and the power figure (``--figure``) from every result
+recorded there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+SHARED_1000G = ROOT.parent / "shared/testdata/genotypes/1kg_phase1_thinned"
+
+
+def causal_1000g(seed: int, k: int = 4) -> list[str]:
+    """``k`` common, fully called 1000 Genomes SNPs (MAF 0.2-0.5), chosen by ``seed``."""
+    from bed_reader import open_bed
+
+    with open_bed(str(SHARED_1000G) + ".bed") as bed:
+        geno = bed.read(dtype="float32")
+        sid = np.asarray(bed.sid)
+    freq = np.nanmean(geno, axis=0) / 2
+    maf = np.minimum(freq, 1 - freq)
+    ok = np.flatnonzero((maf >= 0.2) & ~np.isnan(geno).any(axis=0))
+    return sorted(sid[np.random.default_rng(seed).choice(ok, size=k, replace=False)].tolist())
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    began = time.perf_counter()
+    with open(log, "a") as fh:
+        fh.write("\n$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise SystemExit(f"recovery: `{' '.join(cmd[:4])} ...` exited {code}; see {log}")
+    return time.perf_counter() - began
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available()}
+
+
+def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, seed: int,
+              null: bool) -> dict:
+    """Simulate, process and evaluate one study; return its result record."""
+    study, out, work, log = base / "study", base / "out", base / "work", base / "log.txt"
+    times = {}
+    sim = [str(BIN / "bgs-simulate"), str(study), "--n-subjects", str(n), "--seed", str(seed),
+           "--resolution", str(args.resolution), "--effect-size", str(effect),
+           "--cognition-effect", str(args.cognition_effect), "--warp-mm", str(args.warp_mm),
+           "--nprocs", str(args.nprocs), "--quiet"]
+    if null:
+        sim += ["--n-causal", "0"]
+    if args.genotypes == "1000g":
+        if not SHARED_1000G.with_suffix(".bed").is_file():
+            raise SystemExit(f"recovery: {SHARED_1000G}.bed is absent")
+        if null:
+            raise SystemExit("recovery: null studies use simulated genotypes")
+        sim += ["--genotypes-from", str(SHARED_1000G), "--causal-snps",
+                *causal_1000g(seed)]
+    times["simulate_s"] = _run(sim, log)
+    truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
+    snps = [s["snp"] for s in truth["snps"]]
+    (base / "snps.txt").write_text("\n".join(snps) + "\n")
+    res = f"{args.resolution:g}"
+    if args.pipeline == "full":
+        times["participant_s"] = _run(
+            [str(BIN / "bgs_app"), str(study), str(out), "participant", "--nprocs",
+             str(args.nprocs), "--omp-nthreads", "1", "--resolution", res, "--sloppy",
+             "--registration", args.registration, "-w", str(work), "--skip-bids-validation"],
+            log)
+    else:
+        from bgs_app.simulate.oracle import truth_model_grid
+
+        began = time.perf_counter()
+        truth_model_grid(study, out, args.resolution)
+        times["participant_s"] = time.perf_counter() - began
+    group = [str(BIN / "bgs_app"), str(study), str(out), "group",
+             "--genotypes", str(study / "genetics/study"), "--snps-file",
+             str(base / "snps.txt"), "--resolution", res, "--epochs", str(args.epochs),
+             "--patience", str(args.epochs), "--batch-size", "8", "--learning-rate", "2e-3",
+             "--channels", *map(str, args.channels), "--saliency-method", "gradient",
+             "--covariates", "age", "sex", "site", "--nprocs", str(args.nprocs), "-w",
+             str(work), "--skip-bids-validation", "--seed", str(seed)]
+    if args.cv_folds:
+        group += ["--cv-folds", str(args.cv_folds)]
+    if args.genotypes == "1000g" and args.genetic_pcs:
+        group += ["--genetic-pcs", str(args.genetic_pcs)]
+    times["group_s"] = _run(group, log)
+    result = evaluate(study, out / "group", truth)
+    result.update({"n": n, "effect_size_percent": effect, "seed": seed, "null": null,
+                   "times": {k: round(v, 1) for k, v in times.items()}})
+    return result
+
+
+def _saliency_aucs(study: Path, group: Path, truth: dict) -> dict[str, float]:
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    from bgs_app.model.saliency import map_auc
+
+    truth_dir = study / "derivatives/simulation-truth"
+    causal = [s["snp"] for s in truth["snps"] if s["causal"]]
+    out: dict[str, float] = {}
+    maps: dict[str, np.ndarray] = {}
+    for path in sorted((group / "saliency").glob("snp-*_desc-saliency_map.nii.gz")):
+        snp = path.name[len("snp-"):].split("_")[0]
+        sal = nb.load(path)
+        if not maps:
+            maps = {c: resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
+                                       interpolation="continuous", force_resample=True,
+                                       copy_header=True).get_fdata() for c in causal}
+        data = sal.get_fdata()
+        if snp in maps:
+            own = maps[snp]
+        elif maps:
+            own = np.max(np.abs(np.stack(list(maps.values()))), axis=0)
+        else:
+            continue  # a null study has no truth map to point at
+        out[snp] = round(map_auc(data, own, data > 0), 4)
+    return out
+
+
+def evaluate(study: Path, group: Path, truth: dict) -> dict:
+    """Per-SNP prediction and saliency, and the association table against the truth."""
+    from bgs_app.simulate.evaluate import truth_links
+
+    causal = {s["snp"] for s in truth["snps"] if s["causal"]}
+    atlas = {s["snp"] for s in truth["snps"] if s["causal"]
+             and s.get("pattern", {}).get("type") == "atlas"}
+    null = {s["snp"] for s in truth["snps"] if not s["causal"] and s["qc_failure"] is None}
+    links = truth_links(study)
+    planted = {k for k, v in links.items() if v == "planted"}
+    overlap = {k for k, v in links.items() if v == "overlap"}
+    perf = pd.read_csv(group / "performance.tsv", sep="\t", na_values="n/a")
+    sal = _saliency_aucs(study, group, truth)
+    snps = []
+    for snp in sorted(causal | null):
+        row = {"snp": snp, "causal": snp in causal, "atlas": snp in atlas,
+               "drives": sorted(m for s, m in planted if s == snp),
+               "overlaps": sorted(m for s, m in overlap if s == snp),
+               "saliency_auc": sal.get(snp)}
+        for model, rows in perf[perf["snp"] == snp].groupby("model"):
+            r = rows.iloc[0]
+            row[model] = {k: (None if pd.isna(r[k]) else round(float(r[k]), 4))
+                          for k in ("n_test", "auc", "r_dosage", "p_r_dosage")}
+        snps.append(row)
+    assoc = pd.read_csv(group / "associations.tsv", sep="\t", na_values="n/a")
+    if "validated" not in assoc:
+        assoc["validated"] = True
+    assoc["validated"] = assoc["validated"].astype(str).str.lower().eq("true")
+    sources = {}
+    for source, rows in assoc.groupby("source"):
+        hits = rows[rows["p_bonferroni"] < 0.05]
+        pairs = set(zip(hits["snp"], hits["measure"], strict=True))
+        sources[source] = {
+            "tests_in_family": int(rows["validated"].sum()),
+            "validated_scores": sorted(rows.loc[rows["validated"], "snp"].unique()),
+            "planted_found": sorted(f"{s}->{m}" for s, m in pairs & planted),
+            "planted_missed": sorted(f"{s}->{m}" for s, m in planted - pairs),
+            "overlap_found": sorted(f"{s}->{m}" for s, m in pairs & overlap),
+            "null_snp_hits": sorted(f"{s}->{m}" for s, m in pairs if s in null),
+            "other_unlinked_hits": sorted(f"{s}->{m}" for s, m in pairs - planted - overlap
+                                          if s not in null),
+            "best_planted_p_bonferroni": (None if not planted else _min_p(rows, planted)),
+        }
+    return {"snps": snps, "associations": sources,
+            "planted": sorted(f"{s}->{m}" for s, m in planted),
+            "overlap": sorted(f"{s}->{m}" for s, m in overlap),
+            "n_tests": int(len(assoc)), "n_family": int(assoc["validated"].sum())}
+
+
+def _min_p(rows: pd.DataFrame, planted: set) -> float | None:
+    keep = [(s, m) in planted for s, m in zip(rows["snp"], rows["measure"], strict=True)]
+    p = rows.loc[keep, "p_bonferroni"].dropna()
+    return None if p.empty else float(p.min())
+
+
+# --- tables and figure ---------------------------------------------------------------------
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def markdown(results: list[dict]) -> str:
+    """Markdown tables of every recorded study (most recent first)."""
+    lines = ["<!-- written by benchmarks/recovery.py; do not edit by hand -->", ""]
+    real = [r for r in results if not r["null"]]
+    nulls = [r for r in results if r["null"]]
+    for r in reversed(real):
+        lines += [f"### N = {r['n']}, effect {r['effect_size_percent']:g} % per allele, "
+                  f"{r['config']['resolution']:g} mm, {r['config']['pipeline']} pipeline, "
+                  f"{r['config']['genotypes']} genotypes",
+                  "",
+                  f"{r['date']} on {r['machine']['cpu']} ({r['machine']['cores']} cores); "
+                  f"simulate {r['times']['simulate_s']:.0f} s, participant "
+                  f"{r['times']['participant_s']:.0f} s, group {r['times']['group_s']:.0f} s. "
+                  f"Command: `{r['command']}`",
+                  "",
+                  "| SNP | truth | CNN AUC | CNN r | IDP-logreg AUC | IDP-logreg r | "
+                  "IDP-gbm AUC | IDP-gbm r | saliency AUC |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s in r["snps"]:
+            kind = ("atlas-aligned" if s["atlas"] else "causal") if s["causal"] else "null"
+            if s["drives"]:
+                kind += " → " + ", ".join(s["drives"])
+            if s["overlaps"]:
+                kind += " (overlap → " + ", ".join(s["overlaps"]) + ")"
+            cells = [s["snp"], kind]
+            for model in ("cnn", "idp-logreg", "idp-gbm"):
+                m = s.get(model) or {}
+                cells += [_fmt(m.get("auc")), _fmt(m.get("r_dosage"))]
+            cells.append(_fmt(s.get("saliency_auc")))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "| source | scores tested | planted links found (Bonferroni) | "
+                  "missed | found through overlap | null-SNP rows significant | "
+                  "other unlinked rows significant |", "|---|---|---|---|---|---|---|"]
+        for source, a in sorted(r["associations"].items()):
+            tested = ("all" if source == "genotype"
+                      else ", ".join(a["validated_scores"]) or "none")
+            cells = [a["planted_found"], a["planted_missed"], a["overlap_found"],
+                     a["null_snp_hits"], a["other_unlinked_hits"]]
+            lines.append(f"| {source} | {tested} | "
+                         + " | ".join(", ".join(c) or "none" for c in cells) + " |")
+        lines.append("")
+    if nulls:
+        lines += ["### Null studies (no causal SNP): family-wise error", "",
+                  "| source | studies with any Bonferroni-significant row | FWER (95 % CI) |",
+                  "|---|---|---|"]
+        for source, (k, total) in sorted(fwer(nulls).items()):
+            lo, hi = _clopper_pearson(k, total)
+            lines.append(f"| {source} | {k} of {total} | {k / total:.2f} "
+                         f"({lo:.2f}–{hi:.2f}) |")
+        sizes = sorted({(r["n"], r["config"]["resolution"], r["config"]["pipeline"])
+                        for r in nulls})
+        lines += ["", "Null studies: " + "; ".join(f"N = {n}, {res:g} mm, {p}"
+                                                   for n, res, p in sizes) + ".", ""]
+    return "\n".join(lines) + "\n"
+
+
+def fwer(nulls: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per source: (null studies with any significant row, null studies)."""
+    out: dict[str, list[int]] = {}
+    for r in nulls:
+        for source, a in r["associations"].items():
+            hit = bool(a["null_snp_hits"] or a["other_unlinked_hits"])
+            k, total = out.get(source, [0, 0])
+            out[source] = [k + hit, total + 1]
+    return {s: (k, t) for s, (k, t) in out.items()}
+
+
+def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    from scipy import stats
+
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(0.025, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(0.975, k + 1, n - k))
+    return lo, hi
+
+
+def power_figure(results: list[dict], path: Path) -> Path | None:
+    """Share of planted links found through CNN scores (and genotypes, IDP) vs N, one line
+    per effect size."""
+    real = [r for r in results if not r["null"]]
+    if not real:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), sharey=True)
+    for ax, source in zip(axes, ("cnn", "idp-gbm", "genotype"), strict=True):
+        rows = []
+        for r in real:
+            a = r["associations"].get(source)
+            if a is None or not r["planted"]:
+                continue
+            rows.append((r["effect_size_percent"], r["n"],
+                         len(a["planted_found"]) / len(r["planted"])))
+        frame = pd.DataFrame(rows, columns=["effect", "n", "power"])
+        for effect, part in frame.groupby("effect"):
+            part = part.groupby("n")["power"].mean()
+            ax.plot(part.index, part.values, marker="o", label=f"{effect:g} %")
+        ax.set_title(source)
+        ax.set_xlabel("participants (N)")
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel("planted links found")
+    axes[-1].legend(title="effect per allele", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[400])
+    parser.add_argument("--effect-size", type=float, nargs="+", default=[80.0],
+                        help="volume change per allele in percent (one study per value)")
+    parser.add_argument("--cognition-effect", type=float, default=1.0)
+    parser.add_argument("--warp-mm", type=float, default=1.5)
+    parser.add_argument("--resolution", type=float, default=3.0)
+    parser.add_argument("--pipeline", choices=("full", "oracle"), default="full")
+    parser.add_argument("--registration", choices=("affine", "syn"), default="affine")
+    parser.add_argument("--null-studies", type=int, default=0)
+    parser.add_argument("--null-n", type=int, default=None,
+                        help="participants per null study (default: the first --n)")
+    parser.add_argument("--no-planted", action="store_true",
+                        help="run only the null studies")
+    parser.add_argument("--genotypes", choices=("simulated", "1000g"), default="simulated")
+    parser.add_argument("--genetic-pcs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--cv-folds", type=int, default=0)
+    parser.add_argument("--channels", type=int, nargs=6, default=[8, 16, 32, 32, 32, 16])
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the studies and outputs under this folder")
+    parser.add_argument("--results", type=Path,
+                        default=ROOT / "benchmarks/results/recovery.json")
+    parser.add_argument("--markdown", type=Path,
+                        default=ROOT / "docs/_generated/recovery_tables.md")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs/_static/recovery_power.png")
+    args = parser.parse_args(argv)
+    if args.genotypes == "1000g" and args.null_studies:
+        parser.error("null studies use simulated genotypes (drop --null-studies with 1000g)")
+
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k not in ("keep", "results", "markdown", "figure")}
+    command = "python benchmarks/recovery.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    machine = _machine()
+    plan = [] if args.no_planted else [(n, e, args.seed, False) for n in args.n
+                                       for e in args.effect_size]
+    plan += [(args.null_n or args.n[0], 0.0, args.seed + 1000 + k, True)
+             for k in range(args.null_studies)]
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bgs-recovery-"))
+    new = []
+    try:
+        for n, effect, seed, null in plan:
+            base = root / (f"null-n{n}-s{seed}" if null else f"n{n}-e{effect:g}-s{seed}")
+            if base.exists():
+                shutil.rmtree(base)
+            base.mkdir(parents=True)
+            began = time.perf_counter()
+            result = run_study(base, args, n=n, effect=effect, seed=seed, null=null)
+            result.update({"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": machine, "config": config, "command": command,
+                           "wall_s": round(time.perf_counter() - began, 1)})
+            new.append(result)
+            print(json.dumps(result), flush=True)
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            previous = (json.loads(args.results.read_text()) if args.results.is_file()
+                        else [])
+            args.results.write_text(json.dumps(previous + [result], indent=1) + "\n")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    everything = json.loads(args.results.read_text()) if args.results.is_file() else new
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(markdown(everything))
+    power_figure(everything, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
