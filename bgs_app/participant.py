@@ -85,7 +85,8 @@ def run_participant_level(config: Config) -> int:
         name = get_template(config.template, str(config.template_mask)
                             if config.template_mask else None).name
         written = write_participant_reports(config.output_dir,
-                                            sorted({t.subject for t in inputs}), name)
+                                            sorted({t.subject for t in inputs}), name,
+                                            nprocs=config.nprocs)
         LOGGER.info("Wrote %d report(s)", len(written))
         return 0
     from bgs_app.workflows.execute import run_participant_workflow

@@ -117,12 +117,60 @@ def build_participant_report(output_dir: Path, subject: str, template: str,
 
 
 def write_participant_reports(output_dir: Path, subjects: list[str], template: str,
-                              failures: dict[str, str] | None = None) -> list[Path]:
-    """Write the report of every subject; a failing report is logged, not fatal."""
-    written = []
-    for subject in subjects:
+                              failures: dict[str, str] | None = None,
+                              nprocs: int = 1) -> list[Path]:
+    """Write the report of every subject; a failing report is logged, not fatal.
+
+    Parameters
+    ----------
+    output_dir : pathlib.Path
+        The derivatives folder.
+    subjects : list of str
+        Participant labels (without ``sub-``).
+    template : str
+        Template name (the ``space-`` entity).
+    failures : dict, optional
+        ``{image key: message}`` of failed images, shown in their subject's report.
+    nprocs : int
+        Reports written in parallel by this many processes (figures take about 0.6 s
+        per subject; one process below a handful of subjects).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The reports written.
+    """
+    tasks = [(output_dir, s, template, failures) for s in subjects]
+    results = None
+    if nprocs > 1 and len(subjects) >= 2 * nprocs:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        # fork: the children need nothing re-imported (works from scripts, notebooks
+        # and stdin alike); the parent runs no torch or ITK threads at this point.
+        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods()
+                                 else None)
         try:
-            written.append(build_participant_report(output_dir, subject, template, failures))
-        except Exception as err:  # a report must never hide the run's results
-            LOGGER.warning("sub-%s: the report could not be written (%s)", subject, err)
+            with ProcessPoolExecutor(max_workers=nprocs, mp_context=context) as pool:
+                results = list(pool.map(_one_report, tasks, chunksize=4))
+        except (BrokenProcessPool, OSError) as err:
+            LOGGER.warning("Parallel report writing failed (%s); writing them one by one",
+                           err)
+    if results is None:
+        results = [_one_report(t) for t in tasks]
+    written = []
+    for subject, path, error in results:
+        if path is None:
+            LOGGER.warning("sub-%s: the report could not be written (%s)", subject, error)
+        else:
+            written.append(path)
     return written
+
+
+def _one_report(args: tuple) -> tuple[str, Path | None, str | None]:
+    output_dir, subject, template, failures = args
+    try:
+        return subject, build_participant_report(output_dir, subject, template, failures), None
+    except Exception as err:  # a report must never hide the run's results
+        return subject, None, str(err)

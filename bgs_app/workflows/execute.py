@@ -161,7 +161,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
     from bgs_app.reports.participant import write_participant_reports
 
     write_participant_reports(config.output_dir, sorted({t.subject for t in inputs}),
-                              template.name, failures)
+                              template.name, failures, nprocs=config.nprocs)
     ok = len(inputs) - len(failures)
     LOGGER.info("Participant level finished in %.0f s: %d of %d image(s) succeeded "
                 "(%d skipped as complete)", time.time() - started, ok, len(inputs), len(done))
