@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -115,7 +117,7 @@ def test_boutiques_descriptor_is_packaged():
 def test_docs_build(tmp_path):
     """``make docs``: the Sphinx site builds with warnings as errors (about 15 s)."""
     sphinx = _tool("sphinx-build")
-    missing = [m for m in ("sphinx", "numpydoc", "sphinxarg")
+    missing = [m for m in ("sphinx", "numpydoc", "sphinxarg", "myst_parser")
                if importlib.util.find_spec(m) is None]
     if sphinx is None or missing:
         pytest.skip(f"docs tools are not installed ({', '.join(missing) or 'sphinx-build'}; "
@@ -124,3 +126,32 @@ def test_docs_build(tmp_path):
                    str(tmp_path / "html")], timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "html" / "index.html").is_file()
+
+
+def _shell_commands(text: str) -> list[str]:
+    """Commands of a shell snippet: continuation lines joined, comments and blanks gone."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            out.append(" ".join(line.split()))
+    return out
+
+
+def test_quickstart_runs_what_make_demo_runs():
+    """A newcomer following docs/quickstart.rst runs the very commands `make demo` runs
+    (which CI-size tests and the demo measure), so the quick start ends with a report."""
+    rst = (ROOT / "docs/quickstart.rst").read_text()
+    blocks = re.findall(r"\.\. code-block:: bash\n\n((?:   .*\n|\n)+)", rst)
+    quick = [c for b in blocks for c in _shell_commands(textwrap.dedent(b))]
+    demo = (ROOT / "scripts/demo.sh").read_text()
+    values = {"OUT": "demo", "N": "100", "NPROCS": "2", "BIN": ".venv/bin"}
+    demo = re.sub(r"\$(OUT|NPROCS|N|BIN)\b", lambda m: values[m.group(1)],
+                  demo.replace('"', ""))
+    demo_cmds = _shell_commands(demo)
+    steps = [c for c in quick if (c.startswith(".venv/bin/") or c.startswith("cut "))
+             and not c.endswith("--version")]
+    assert len(steps) >= 5, quick
+    for step in steps:
+        assert step in demo_cmds, f"quick start step not in scripts/demo.sh: {step}"
