@@ -8,6 +8,10 @@ NPROCS ?= 2
 TORCH_VERSION ?= 2.13.0
 # e.g. https://download.pytorch.org/whl/cpu (or .../cu128 for a CUDA image)
 TORCH_INDEX ?=
+# The wheelhouse's torch build (the local version label): cpu by default, so that the
+# image never gets PyPI's torch, whose Linux wheels pull gigabytes of CUDA libraries.
+# A CUDA image: make wheelhouse TORCH_INDEX=https://download.pytorch.org/whl/cu128 TORCH_LOCAL=cu128
+TORCH_LOCAL ?= cpu
 
 .PHONY: install test test-slow demo lint clean docs wheelhouse
 
@@ -17,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,docs]'
 	touch $(STAMP)
 
 test: install
@@ -35,8 +39,8 @@ demo: install
 	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_N) $(NPROCS)
 
 docs: install
-	$(BIN)/python -c "import sphinx, numpydoc, sphinxarg" 2>/dev/null || \
-	  $(BIN)/pip install -q sphinx numpydoc sphinx-argparse
+	$(BIN)/python -c "import sphinx, numpydoc, sphinxarg, myst_parser" 2>/dev/null || \
+	  $(BIN)/pip install -q sphinx numpydoc sphinx-argparse myst-parser
 	$(BIN)/sphinx-build -W -b html docs docs/_build/html
 
 # Wheels of bgs_app and of every dependency (for the Python of $(BIN)), so that the
@@ -44,7 +48,7 @@ docs: install
 wheelhouse: install
 	rm -rf wheelhouse
 	$(BIN)/pip wheel --wheel-dir wheelhouse $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-	  torch==$(TORCH_VERSION) .
+	  torch==$(TORCH_VERSION)$(if $(TORCH_LOCAL),+$(TORCH_LOCAL)) .
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info wheelhouse docs/_build

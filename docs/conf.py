@@ -27,8 +27,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinxarg.ext",
+    "myst_parser",
 ]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_enable_extensions = ["colon_fence"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 html_theme = "alabaster"
 html_static_path: list[str] = []
