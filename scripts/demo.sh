@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make demo: simulate a study, run the participant and group levels, print what the
 # group level found against the planted truth. A deliberately strong study (80 % volume
-# change per allele, strong cognition effects) so that ~100 subjects on 2 CPU cores, at
+# change per allele, strong cognition effects) so that 80 subjects on 2 CPU cores, at
 # 4 mm, can show the whole chain: image -> genotype score -> cognition.
 set -euo pipefail
 OUT=${1:-demo}
-N=${2:-100}
+N=${2:-80}
 NPROCS=${3:-2}
 BIN=.venv/bin
 start=$(date +%s)

@@ -53,7 +53,7 @@ def main(study: Path, group: Path) -> int:
     learnt = cnn[cnn["causal"] & (cnn["r_dosage"] > 0) & (cnn["p_r_dosage"] < 0.01)]
     if not len(learnt):
         print("\nThe CNN did not learn the causal genotypes from this few training images "
-              "(about 60 per fold at 4 mm); tests/test_recovery.py shows it does from 130 "
+              "(about 50 per fold at 4 mm); tests/test_recovery.py shows it does from 130 "
               "(200 participants). The IDP baseline and the genotypes carry the links here.")
     return 0 if hits["planted"].any() and (hits["planted"] | hits["overlap"]).all() else 1
 

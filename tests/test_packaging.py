@@ -146,7 +146,8 @@ def test_quickstart_runs_what_make_demo_runs():
     blocks = re.findall(r"\.\. code-block:: bash\n\n((?:   .*\n|\n)+)", rst)
     quick = [c for b in blocks for c in _shell_commands(textwrap.dedent(b))]
     demo = (ROOT / "scripts/demo.sh").read_text()
-    values = {"OUT": "demo", "N": "100", "NPROCS": "2", "BIN": ".venv/bin"}
+    defaults = dict(re.findall(r"^(OUT|N|NPROCS)=\$\{\d:-([^}]+)\}", demo, re.M))
+    values = {**defaults, "BIN": ".venv/bin"}
     demo = re.sub(r"\$(OUT|NPROCS|N|BIN)\b", lambda m: values[m.group(1)],
                   demo.replace('"', ""))
     demo_cmds = _shell_commands(demo)
