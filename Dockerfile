@@ -2,7 +2,8 @@
 #
 # Build (the wheelhouse makes the build independent of any package index):
 #     make wheelhouse                      # wheelhouse/: bgs_app and every dependency
-#     docker build -t bgs_app:0.1.0 .
+#     docker build -t bgs_app:0.1.0 .      # podman: podman build --format docker ...
+#                                          # (its default OCI format drops SHELL)
 #
 # Build arguments
 #   BASE   the base image of both stages (default debian:bookworm-slim, Python 3.11).
@@ -10,7 +11,8 @@
 #          `debootstrap --variant=minbase --include=python3,python3-venv bookworm`:
 #              --build-arg BASE=localhost/bookworm-minbase
 #          GPUs: the default image runs CPU torch. For CUDA, build the wheelhouse with a
-#          CUDA torch (make wheelhouse TORCH_INDEX=https://download.pytorch.org/whl/cu128)
+#          CUDA torch (make wheelhouse TORCH_INDEX=https://download.pytorch.org/whl/cu128
+#          TORCH_LOCAL=cu128)
 #          and, optionally, a CUDA base whose python3 matches the wheels, e.g.
 #              --build-arg BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 #          (then make the wheelhouse with that Python); run with --gpus all.

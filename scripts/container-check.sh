@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the bgs_app image and run it end to end on a tiny simulated study:
-#   --version; bgs-simulate (24 subjects, 4 mm); the participant level; the group level.
+#   --version; bgs-simulate (30 subjects, 4 mm); the participant level; the group level.
 # Every run has --network none, a non-root --user that is not the image's own user, and
 # the BIDS dataset mounted read-only; the script checks the outputs and prints timings.
 #
@@ -19,7 +19,8 @@
 # Environment: ENGINE, BASE, BASE_LOCAL, DEBIAN_MIRROR, CA_BUNDLE, TAG, WORK (kept after
 # the run; default a new temporary folder), RUN_USER (default 4321:4321), NPROCS
 # (default 2), VALIDATE (1: run the BIDS validator in the participant level), KEEP (1:
-# keep WORK), PODMAN_RUNTIME (e.g. runc).
+# keep WORK), PODMAN_RUNTIME (e.g. runc), ULIMITS (run options, e.g. "--ulimit
+# nofile=4096:4096"; by default set only where podman's own defaults cannot work).
 # Usage: scripts/container-check.sh            (from anywhere; exits non-zero on failure)
 set -euo pipefail
 
@@ -65,11 +66,26 @@ if [ "$ENGINE" = podman ]; then
     ENG+=(--runtime "$(command -v runc)")
   fi
 fi
+# Podman as root asks runc for nofile and nproc limits of 1048576 in every container. A
+# root without CAP_SYS_RESOURCE (root inside a VM sandbox or a container) cannot raise a
+# limit, and runc then fails with "error setting rlimit type 7: operation not permitted".
+# There, ask for the limits the engine already runs with: this shell's hard nofile limit,
+# and podman's own nproc limit (it lowers itself to 32768). ULIMITS="..." overrides.
+RUN_LIMITS=()
+if [ -n "${ULIMITS:-}" ]; then
+  read -r -a RUN_LIMITS <<<"$ULIMITS"
+elif [ "$ENGINE" = podman ] && [ "$(id -u)" = 0 ] \
+     && ! (( 0x$(awk '/^CapEff:/ {print $2}' /proc/self/status 2>/dev/null || echo 0) \
+             & (1 << 24) )); then   # bit 24: CAP_SYS_RESOURCE
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  if [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; then nproc=32768; fi
+  RUN_LIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+fi
 image_exists() {
   if [ "$ENGINE" = podman ]; then "${ENG[@]}" image exists "$1"
   else "${ENG[@]}" image inspect "$1" >/dev/null 2>&1; fi
 }
-log "engine: ${ENG[*]} ($("$ENGINE" --version 2>/dev/null | head -1))"
+log "engine: ${ENG[*]} ($("$ENGINE" --version 2>/dev/null | head -1))${RUN_LIMITS[*]:+, runs with ${RUN_LIMITS[*]}}"
 
 # --- base image --------------------------------------------------------------------------
 BUILD_NET=()
@@ -107,7 +123,9 @@ log "base image: $BASE"
 # --- wheelhouse ------------------------------------------------------------------------
 if ! ls wheelhouse/torch-*.whl >/dev/null 2>&1; then
   log "make wheelhouse (bgs_app and every dependency)"
-  make wheelhouse
+  # An existing virtual environment is used as it is (-o install): `make install` would
+  # reinstall into it whenever setup.cfg is newer than its stamp, under whoever is using it.
+  if [ -x .venv/bin/pip ]; then make -o install wheelhouse; else make wheelhouse; fi
   step_done
 else
   log "wheelhouse/ exists: refreshing the bgs_app wheel only"
@@ -120,8 +138,12 @@ ls wheelhouse/bgs_app-"$VERSION"-*.whl >/dev/null || die "no bgs_app $VERSION wh
 # --- build -------------------------------------------------------------------------------
 SECRET=()
 if [ -s "$CA_BUNDLE" ]; then SECRET=(--secret "id=ca_bundle,src=$CA_BUNDLE"); fi
+# podman builds OCI images by default, which drop the Dockerfile's SHELL (bash -o
+# pipefail): build a Docker-format image, as docker does.
+FORMAT=()
+if [ "$ENGINE" = podman ]; then FORMAT=(--format docker); fi
 log "building $TAG"
-"${ENG[@]}" build "${BUILD_NET[@]}" "${SECRET[@]}" --build-arg "BASE=$BASE" \
+"${ENG[@]}" build "${FORMAT[@]}" "${BUILD_NET[@]}" "${SECRET[@]}" --build-arg "BASE=$BASE" \
   --build-arg "VERSION=$VERSION" --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --build-arg "VCS_REF=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   -t "$TAG" -f Dockerfile .
@@ -135,7 +157,8 @@ WORK=$(cd "$WORK" && pwd)
 # outputs (the host folders are opened to it).
 chmod 0777 "$WORK" "$WORK/out" "$WORK/work"
 if [ "$KEEP" != 1 ]; then trap 'rm -rf "$WORK"' EXIT; fi
-RUN=("${ENG[@]}" run --rm --network none --user "$RUN_USER" --security-opt no-new-privileges)
+RUN=("${ENG[@]}" run --rm --network none --user "$RUN_USER" --security-opt no-new-privileges
+     "${RUN_LIMITS[@]}")
 
 log "bgs_app --version"
 got=$("${RUN[@]}" "$TAG" --version)
@@ -145,9 +168,13 @@ echo "   $got"
   || die "the image runs as root"
 step_done
 
-log "bgs-simulate: 24 subjects at 4 mm (inside the image)"
+# The group level trains only with at least 24 people (3 x MIN_TRAIN in group_train.py)
+# that have both an image and genotypes passing QC, and the simulator leaves some people
+# MRI-only and some failing genotype QC: 30 subjects, as in tests/test_group.py.
+N_SUBJECTS=30
+log "bgs-simulate: $N_SUBJECTS subjects at 4 mm (inside the image)"
 "${RUN[@]}" -v "$WORK":/host --entrypoint bgs-simulate "$TAG" /host/study \
-  --n-subjects 24 --resolution 4 --seed 7 --nprocs "$NPROCS" --quiet
+  --n-subjects "$N_SUBJECTS" --resolution 4 --seed 7 --nprocs "$NPROCS" --quiet
 cut -f2 "$WORK/study/genetics/study.bim" > "$WORK/inputs/snps.txt"
 step_done
 
@@ -162,11 +189,15 @@ log "participant level (BIDS dataset read-only, user $RUN_USER, no network)"
   "${VALIDATION[@]}"
 step_done
 
-log "group level"
+# 3-fold cross-fitting (as tests/test_group.py): every participant gets an out-of-sample
+# score, so the associations have enough people (one train/val/test split of this study
+# leaves 6 test people, too few for a regression on the score and 3 covariates).
+CV_FOLDS=3
+log "group level ($CV_FOLDS-fold cross-fitting)"
 "${RUN[@]}" "${MOUNTS[@]}" "$TAG" /data /out group --genotypes /data/genetics/study \
   --snps-file /inputs/snps.txt --resolution 4 --epochs 3 --patience 3 --batch-size 4 \
   --channels 4 8 8 8 8 4 --saliency-method gradient --covariates age sex site \
-  --nprocs "$NPROCS" -w /work --skip-bids-validation
+  --cv-folds "$CV_FOLDS" --nprocs "$NPROCS" -w /work --skip-bids-validation
 step_done
 
 # --- checks ------------------------------------------------------------------------------
@@ -174,11 +205,20 @@ log "checking the outputs"
 for f in dataset_description.json sub-0001.html \
          sub-0001/anat/sub-0001_space-MNI152NLin2009aSym_res-4_desc-model_T1w.nii.gz \
          group/scores.tsv group/performance.tsv group/associations.tsv \
-         group/report.html group/CITATION.md group/model/model.json; do
+         group/report.html group/CITATION.md; do
   [ -s "$WORK/out/$f" ] || die "missing output: $f"
 done
+for (( k = 0; k < CV_FOLDS; k++ )); do
+  for f in model.json weights.safetensors; do
+    [ -s "$WORK/out/group/model/fold-$k/$f" ] || die "missing output: group/model/fold-$k/$f"
+  done
+done
+n_p=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "p") c = i; next }
+                  c && $c != "n/a" && $c != "" { n++ } END { print n + 0 }' \
+      "$WORK/out/group/associations.tsv")
+[ "$n_p" -gt 0 ] || die "group/associations.tsv has no p-value"
 owner=$(stat -c '%u:%g' "$WORK/out/group/report.html")
-echo "   outputs present; report.html belongs to $owner (run as $RUN_USER)"
+echo "   outputs present ($n_p associations with a p-value); report.html belongs to $owner (run as $RUN_USER)"
 if find "$WORK/study" -newer "$WORK/inputs/snps.txt" -type f | grep -q .; then
   die "the read-only BIDS dataset was modified"
 fi
