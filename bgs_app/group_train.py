@@ -451,6 +451,10 @@ def _associations(config, out, dosages, idp_scores, performance: list[Path],
     write_associations(table, out, {"Measures": measures,
                                     "Covariates": list(config.covariates or []),
                                     "Participants": int(len(cnn)), "ScoreGate": gate})
+    if len(table) and table["p"].isna().all():
+        LOGGER.warning("No association could be estimated: %d participant(s) with scores is "
+                       "too few for the measures and covariates (use --cv-folds so that "
+                       "every participant is scored, or more participants)", len(cnn))
     LOGGER.info("Associations: %d tests (%d in the family), %d Bonferroni-significant",
                 len(table), int(table["validated"].sum()),
                 int((table["p_bonferroni"] < 0.05).sum()))

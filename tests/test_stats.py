@@ -217,3 +217,14 @@ def test_tables_and_figures(tmp_path):
     for uri in (forest_plot(table), pvalue_heatmap(table)):
         png = base64.b64decode(uri.split(",", 1)[1])
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_figures_of_a_table_without_estimates():
+    """Too few scored participants: every p is missing; the report gets no figures
+    instead of a crash (found running the container check on a single small split)."""
+    from bgs_app.reports.stats_figures import forest_plot, pvalue_heatmap
+
+    scores, phen, covs = _random_design(8, n=8)
+    table = associate(scores, phen, covs, source="cnn")
+    assert table["p"].isna().all()
+    assert forest_plot(table) is None and pvalue_heatmap(table) is None

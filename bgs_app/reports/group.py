@@ -91,7 +91,7 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
     assoc = _read(group_dir / "associations.tsv")
     forest = heat = None
     hits = None
-    if assoc is not None and len(assoc):
+    if assoc is not None and assoc["p"].notna().any():
         forest = forest_plot(assoc)
         heat = pvalue_heatmap(assoc)
         cols = ["source", "snp", "measure", "n", "beta", "se", "p", "p_bonferroni", "q_fdr",

@@ -8,8 +8,11 @@ import pandas as pd
 from bgs_app.reports.figures import to_data_uri
 
 
-def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str:
-    """Standardised betas with 95 % CIs, most significant first (PNG data URI)."""
+def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str | None:
+    """Standardised betas with 95 % CIs, most significant first (PNG data URI; None when
+    no test could be estimated)."""
+    if table.dropna(subset=["beta"]).empty:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,9 +35,12 @@ def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str:
     return to_data_uri(fig, facecolor="white")
 
 
-def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str:
+def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str | None:
     """-log10 p of every predictor x measure; Bonferroni-significant cells of the tested
-    family outlined (rows outside it are labelled "not validated")."""
+    family outlined (rows outside it are labelled "not validated"); None when no test
+    could be estimated."""
+    if table.dropna(subset=["p"]).empty:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
