@@ -97,6 +97,7 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     """Simulate, process and evaluate one study; return its result record."""
     study, out, work, log = base / "study", base / "out", base / "work", base / "log.txt"
     times = {}
+    resumed = args.resume and (study / "derivatives/simulation-truth/truth.json").is_file()
     sim = [str(BIN / "bgs-simulate"), str(study), "--n-subjects", str(n), "--seed", str(seed),
            "--resolution", str(args.resolution), "--effect-size", str(effect),
            "--cognition-effect", str(args.cognition_effect), "--warp-mm", str(args.warp_mm),
@@ -110,7 +111,7 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
             raise SystemExit("recovery: null studies use simulated genotypes")
         sim += ["--genotypes-from", str(SHARED_1000G), "--causal-snps",
                 *causal_1000g(seed)]
-    times["simulate_s"] = _run(sim, log)
+    times["simulate_s"] = None if resumed else _run(sim, log)
     truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
     snps = [s["snp"] for s in truth["snps"]]
     (base / "snps.txt").write_text("\n".join(snps) + "\n")
@@ -141,7 +142,9 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     times["group_s"] = _run(group, log)
     result = evaluate(study, out / "group", truth)
     result.update({"n": n, "effect_size_percent": effect, "seed": seed, "null": null,
-                   "times": {k: round(v, 1) for k, v in times.items()}})
+                   "resumed": bool(resumed),
+                   "times": {k: None if v is None else round(v, 1)
+                             for k, v in times.items()}})
     return result
 
 
@@ -246,9 +249,10 @@ def markdown(results: list[dict]) -> str:
                   f"{r['config']['genotypes']} genotypes",
                   "",
                   f"{r['date']} on {r['machine']['cpu']} ({r['machine']['cores']} cores); "
-                  f"simulate {r['times']['simulate_s']:.0f} s, participant "
-                  f"{r['times']['participant_s']:.0f} s, group {r['times']['group_s']:.0f} s. "
-                  f"Command: `{r['command']}`",
+                  + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in r["times"].items()
+                              if v is not None)
+                  + (" (resumed run: times of the resumed part)" if r.get("resumed") else "")
+                  + f". Command: `{r['command']}`",
                   "",
                   "| SNP | truth | CNN AUC | CNN r | IDP-logreg AUC | IDP-logreg r | "
                   "IDP-gbm AUC | IDP-gbm r | saliency AUC |",
@@ -370,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the studies and outputs under this folder")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --keep: reuse a study already simulated there and "
+                             "resume its participant and group levels (times then cover "
+                             "the resumed part only)")
     parser.add_argument("--results", type=Path,
                         default=ROOT / "benchmarks/results/recovery.json")
     parser.add_argument("--markdown", type=Path,
@@ -393,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n, effect, seed, null in plan:
             base = root / (f"null-n{n}-s{seed}" if null else f"n{n}-e{effect:g}-s{seed}")
-            if base.exists():
+            if base.exists() and not args.resume:
                 shutil.rmtree(base)
-            base.mkdir(parents=True)
+            base.mkdir(parents=True, exist_ok=True)
             began = time.perf_counter()
             result = run_study(base, args, n=n, effect=effect, seed=seed, null=null)
             result.update({"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -142,6 +142,12 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
         LOGGER.info("Processing %d T1w image(s) with Nipype (%s); work folder %s",
                     len(todo), plugin, base)
         for batch in batches:
+            # Re-freeze before every batch: what earlier batches left alive (graphs,
+            # results) would otherwise be scanned by each of MultiProc's collections,
+            # and the scheduler's share of a core grew with the number of images done
+            # (measured: 80 % of a core after 170 of 400 images).
+            gc.collect()
+            gc.freeze()
             wf = init_participant_wf(
                 inputs=batch, output_dir=config.output_dir, bids_dir=config.bids_dir,
                 template=template, resolution=config.resolution,
