@@ -88,10 +88,22 @@ def associate(scores: pd.DataFrame, phenotypes: pd.DataFrame,
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:
-    mean = np.nanmean(values, axis=0) if values.size else 0.0
-    sd = np.nanstd(values, axis=0) if values.size else 1.0
+    """Centre and scale each column on its present values (NaN stays NaN).
+
+    Masked sums instead of numpy's nanmean/nanstd, which copy the matrix twice each
+    (they took a third of the time of 10,000 tests on 10,000 subjects).
+    """
+    if not values.size:
+        return values
+    present = ~np.isnan(values)
+    count = np.maximum(present.sum(axis=0), 1)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / count
+    centred = values - mean
+    dev = np.where(present, centred, 0.0)
+    sd = np.sqrt(np.einsum("ij,ij->j", dev, dev) / count)
     sd = np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
-    return (values - mean) / sd
+    return centred / sd
 
 
 class _Sums:
