@@ -434,7 +434,8 @@ def _associations(config, out, dosages, idp_scores, performance: list[Path],
         basis = perf_table if perf_table is not None and len(perf_table) else gate_performance
         validated = {name: set() for name in sources if name != "genotype"}
         if basis is not None and len(basis):
-            validated.update(validated_scores(basis))
+            validated.update({k: v for k, v in validated_scores(basis).items()
+                              if k in sources})
             gate["Basis"] = ("held-out performance on these participants"
                              if basis is perf_table else "the model's recorded test metrics")
         else:
