@@ -148,37 +148,10 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     return result
 
 
-def _saliency_aucs(study: Path, group: Path, truth: dict) -> dict[str, float]:
-    import nibabel as nb
-    from nilearn.image import resample_to_img
-
-    from bgs_app.model.saliency import map_auc
-
-    truth_dir = study / "derivatives/simulation-truth"
-    causal = [s["snp"] for s in truth["snps"] if s["causal"]]
-    out: dict[str, float] = {}
-    maps: dict[str, np.ndarray] = {}
-    for path in sorted((group / "saliency").glob("snp-*_desc-saliency_map.nii.gz")):
-        snp = path.name[len("snp-"):].split("_")[0]
-        sal = nb.load(path)
-        if not maps:
-            maps = {c: resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
-                                       interpolation="continuous", force_resample=True,
-                                       copy_header=True).get_fdata() for c in causal}
-        data = sal.get_fdata()
-        if snp in maps:
-            own = maps[snp]
-        elif maps:
-            own = np.max(np.abs(np.stack(list(maps.values()))), axis=0)
-        else:
-            continue  # a null study has no truth map to point at
-        out[snp] = round(map_auc(data, own, data > 0), 4)
-    return out
-
-
 def evaluate(study: Path, group: Path, truth: dict) -> dict:
     """Per-SNP prediction and saliency, and the association table against the truth."""
-    from bgs_app.simulate.evaluate import truth_links
+    from bgs_app.simulate.evaluate import saliency_aucs, truth_links
+    from bgs_app.stats.gate import in_family
 
     causal = {s["snp"] for s in truth["snps"] if s["causal"]}
     atlas = {s["snp"] for s in truth["snps"] if s["causal"]
@@ -188,7 +161,7 @@ def evaluate(study: Path, group: Path, truth: dict) -> dict:
     planted = {k for k, v in links.items() if v == "planted"}
     overlap = {k for k, v in links.items() if v == "overlap"}
     perf = pd.read_csv(group / "performance.tsv", sep="\t", na_values="n/a")
-    sal = _saliency_aucs(study, group, truth)
+    sal = {k: round(v, 4) for k, v in saliency_aucs(study, group / "saliency").items()}
     snps = []
     for snp in sorted(causal | null):
         row = {"snp": snp, "causal": snp in causal, "atlas": snp in atlas,
@@ -201,9 +174,7 @@ def evaluate(study: Path, group: Path, truth: dict) -> dict:
                           for k in ("n_test", "auc", "r_dosage", "p_r_dosage")}
         snps.append(row)
     assoc = pd.read_csv(group / "associations.tsv", sep="\t", na_values="n/a")
-    if "validated" not in assoc:
-        assoc["validated"] = True
-    assoc["validated"] = assoc["validated"].astype(str).str.lower().eq("true")
+    assoc["validated"] = in_family(assoc)
     sources = {}
     for source, rows in assoc.groupby("source"):
         hits = rows[rows["p_bonferroni"] < 0.05]
@@ -351,6 +322,8 @@ def power_figure(results: list[dict], path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bgs_app.utils.atomic import write_text
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[400])
     parser.add_argument("--effect-size", type=float, nargs="+", default=[80.0],
@@ -411,16 +384,15 @@ def main(argv: list[str] | None = None) -> int:
                            "wall_s": round(time.perf_counter() - began, 1)})
             new.append(result)
             print(json.dumps(result), flush=True)
-            args.results.parent.mkdir(parents=True, exist_ok=True)
             previous = (json.loads(args.results.read_text()) if args.results.is_file()
                         else [])
-            args.results.write_text(json.dumps(previous + [result], indent=1) + "\n")
+            # Atomic: a run killed while writing must not lose the earlier records.
+            write_text(args.results, json.dumps(previous + [result], indent=1) + "\n")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     everything = json.loads(args.results.read_text()) if args.results.is_file() else new
-    args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(markdown(everything))
+    write_text(args.markdown, markdown(everything))
     power_figure(everything, args.figure)
     return 0
 

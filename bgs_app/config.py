@@ -18,6 +18,8 @@ from typing import Any
 from bgs_app.errors import UsageError
 
 LEVELS = ("participant", "group")
+# Which scores enter the association family (bgs_app.stats.gate): the first is the default.
+SCORE_GATES = ("validated", "none")
 RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
 DEFAULT_TEMPLATE = "MNI152NLin2009aSym"
 
@@ -68,7 +70,7 @@ class Config:
     phenotypes: tuple[str, ...] | None = None
     covariates: tuple[str, ...] | None = None
     nonlinear_age: bool = False
-    score_gate: str = "validated"
+    score_gate: str = SCORE_GATES[0]
     saliency_method: str | None = None
     saliency_native: bool = False
     saliency_by_genotype: bool = False
@@ -122,8 +124,8 @@ class Config:
             values["genotypes"] = str(Path(values["genotypes"]).expanduser().absolute())
         if values.get("bids_filter_file") is not None and values.get("bids_filters") is None:
             values["bids_filters"] = read_bids_filters(values["bids_filter_file"])
-        if values.get("score_gate", "validated") not in ("validated", "none"):
-            raise UsageError(f"score_gate must be 'validated' or 'none', not "
+        if values.get("score_gate", SCORE_GATES[0]) not in SCORE_GATES:
+            raise UsageError(f"score_gate must be one of {', '.join(SCORE_GATES)}, not "
                              f"{values['score_gate']!r}")
         values.setdefault("run_id", datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
                           + f"_{os.getpid()}")

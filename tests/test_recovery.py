@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,22 +70,11 @@ def test_cnn_predicts_causal_genotypes_not_null_ones(recovery):
 
 
 def test_group_saliency_finds_the_planted_effects(recovery):
-    group, truth = recovery["group"], recovery["truth"]
-    truth_dir = recovery["study"] / "derivatives/simulation-truth"
-    from nilearn.image import resample_to_img
+    from bgs_app.simulate.evaluate import saliency_aucs
 
-    from bgs_app.model.saliency import map_auc
-
-    aucs = {}
-    for snp in _causal(truth) + _null(truth):
-        sal = nb.load(group / "saliency" / f"snp-{snp}_desc-saliency_map.nii.gz")
-        brain = sal.get_fdata() > 0
-        maps = [resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
-                                interpolation="continuous", force_resample=True,
-                                copy_header=True).get_fdata() for c in _causal(truth)]
-        own = maps[_causal(truth).index(snp)] if snp in _causal(truth) else np.max(
-            np.abs(maps), axis=0)
-        aucs[snp] = map_auc(sal.get_fdata(), own, brain)
+    truth = recovery["truth"]
+    aucs = saliency_aucs(recovery["study"], recovery["group"] / "saliency")
+    assert set(_causal(truth) + _null(truth)) <= set(aucs)
     causal = _causal(truth)
     null_aucs = [aucs[s] for s in _null(truth)]
     print(json.dumps(aucs))

@@ -212,6 +212,13 @@ def test_tables_and_figures(tmp_path):
     assert write_idp_scores(idp, tmp_path).name == "idp_scores.tsv"
     back = pd.read_csv(path, sep="\t", na_values="n/a")
     assert list(back.columns) == list(table.columns)
+    from bgs_app.stats.gate import in_family
+
+    # The family survives the round trip through the TSV (validated as true/false).
+    table.loc[table.index[:3], "validated"] = False
+    back = pd.read_csv(write_associations(table, tmp_path), sep="\t", na_values="n/a")
+    assert in_family(back).tolist() == in_family(table).tolist()
+    assert in_family(back).sum() == len(table) - 3
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert set(sidecar) >= set(table.columns)
     for uri in (forest_plot(table), pvalue_heatmap(table)):

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bgs_app import __version__
-from bgs_app.config import DEFAULTS, LEVELS, RESOLUTIONS, Config
+from bgs_app.config import DEFAULTS, LEVELS, RESOLUTIONS, SCORE_GATES, Config
 from bgs_app.errors import UnknownLevelError, UsageError
 
 
@@ -172,6 +172,10 @@ def get_parser() -> argparse.ArgumentParser:
                        help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
     g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",
                        help="covariates of the association models (e.g. age sex site)")
+    g_gen.add_argument("--score-gate", dest="score_gate", choices=SCORE_GATES,
+                       help="which scores are tested against cognition: 'validated' only "
+                            "those whose held-out score predicts the genotype (Bonferroni "
+                            "over SNPs); 'none' every score" + _default("score_gate"))
 
     g_model = parser.add_argument_group("Training, scores and saliency")
     g_model.add_argument("--test-fraction", dest="test_fraction", type=_fraction,
@@ -179,11 +183,6 @@ def get_parser() -> argparse.ArgumentParser:
     g_model.add_argument("--val-fraction", dest="val_fraction", type=_fraction,
                          help="validation fraction (early stopping)"
                               + _default("val_fraction"))
-    g_model.add_argument("--score-gate", dest="score_gate", choices=("validated", "none"),
-                         help="which scores are tested against cognition: 'validated' "
-                              "only those whose held-out score predicts the genotype "
-                              "(Bonferroni over SNPs); 'none' every score"
-                              + _default("score_gate"))
     g_model.add_argument("--cv-folds", dest="cv_folds", type=int, metavar="K",
                          help="cross-fitting: K models, each scoring the fold it never saw "
                               "(0: one train/val/test split)" + _default("cv_folds"))

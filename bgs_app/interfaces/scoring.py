@@ -16,14 +16,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bgs_app.interfaces._threads import limit_threads
-
-
-def _torch_threads(n: int | None) -> None:
-    import torch
-
-    if n:
-        torch.set_num_threads(int(n))
+from bgs_app.interfaces._threads import limit_threads, limit_torch_threads
 
 
 class _ScoreInputSpec(BaseInterfaceInputSpec):
@@ -47,7 +40,7 @@ class ScoreImage(SimpleInterface):
         from bgs_app.model.scores import SCORES_SIDECAR, load_volume, predict_volumes, scores_frame
         from bgs_app.utils.atomic import write_json, write_tsv
 
-        _torch_threads(self.inputs.num_threads)
+        limit_torch_threads(self.inputs.num_threads)
         model, meta = load_bundle(self.inputs.model_dir)
         volume = load_volume(self.inputs.in_file, meta["grid"])
         probs = predict_volumes(model, [volume])[0]
@@ -86,7 +79,7 @@ class SaliencyMaps(SimpleInterface):
         from bgs_app.model.saliency import attribute, normalised_abs
         from bgs_app.model.scores import load_volume
 
-        _torch_threads(self.inputs.num_threads)
+        limit_torch_threads(self.inputs.num_threads)
         model, meta = load_bundle(self.inputs.model_dir)
         img = nb.load(self.inputs.in_file)
         volume = load_volume(self.inputs.in_file, meta["grid"])

@@ -88,6 +88,8 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
                          "n": snp.get("Subjects"),
                          "figure": saliency_figure(path, tpl.t1w, f"{snp['SNP']}"),
                          "regions": _html(regions.head(5) if regions is not None else None)})
+    from bgs_app.stats.gate import in_family
+
     assoc = _read(group_dir / "associations.tsv")
     forest = heat = None
     hits = None
@@ -108,14 +110,8 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
         mode="apply a released model" if config.model else "train",
         summary=summary, qc=_html(qc), curves=curves, performance=_html(perf_wide),
         saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
-        n_tests=0 if assoc is None else int(_family(assoc).sum()),
+        n_tests=0 if assoc is None else int(in_family(assoc).sum()),
         n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),
         boilerplate=markdown_to_html(group_boilerplate(config, template, group_dir)))
     return write_text(group_dir / "report.html", html)
 
-
-def _family(assoc):
-    """Rows in the corrected family (all rows in tables without a ``validated`` column)."""
-    if "validated" not in assoc:
-        return assoc["p"].notna()
-    return assoc["validated"].astype(str).str.lower().eq("true") & assoc["p"].notna()

@@ -46,9 +46,10 @@ def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from bgs_app.stats.gate import in_family
+
     data = table.dropna(subset=["p"]).copy()
-    family = (data["validated"].astype(str).str.lower().eq("true") if "validated" in data
-              else pd.Series(True, index=data.index))
+    family = in_family(data)
     data["row"] = (data["source"].astype(str) + " " + data["snp"].astype(str)
                    + np.where(family, "", " (not validated)"))
     grid = data.pivot_table(index="row", columns="measure", values="p", aggfunc="min")

@@ -1,4 +1,5 @@
-"""Which SNP -> measure links a simulated study's truth implies.
+"""What a simulated study's truth implies: its SNP -> measure links, and how well group
+saliency maps point at its effect maps.
 
 A measure is driven by the realised volume change in a causal SNP's effect region
 (``truth.json``: ``measures[...]["drivers"]``). That region's volume can also move with
@@ -61,3 +62,48 @@ def truth_links(study: Path, relative: float = 0.2) -> dict[tuple[str, str], str
                 if snp != region and own > 0 and abs(c) >= relative * own:
                     links.setdefault((snp, measure), "overlap")
     return links
+
+
+def saliency_aucs(study: Path, saliency_dir: Path) -> dict[str, float]:
+    """Voxelwise ROC AUC of each group saliency map against the truth.
+
+    A causal SNP's map is scored against its own effect map; any other SNP's map against
+    the union (maximum absolute value) of the causal maps, so that about 0.5 means "points
+    nowhere in particular". A study without causal SNPs gives an empty dict.
+
+    Parameters
+    ----------
+    study : pathlib.Path
+        A study written by ``bgs-simulate``.
+    saliency_dir : pathlib.Path
+        ``group/saliency`` of a group-level run (``snp-<rsid>_desc-saliency_map.nii.gz``).
+
+    Returns
+    -------
+    dict
+        ``{snp: auc}``.
+    """
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    from bgs_app.model.saliency import map_auc
+
+    truth_dir = Path(study) / "derivatives/simulation-truth"
+    truth = json.loads((truth_dir / "truth.json").read_text())
+    causal = [s["snp"] for s in truth["snps"] if s["causal"]]
+    out: dict[str, float] = {}
+    maps: dict[str, np.ndarray] = {}
+    for path in sorted(Path(saliency_dir).glob("snp-*_desc-saliency_map.nii.gz")):
+        if not causal:
+            break
+        snp = path.name[len("snp-"):].split("_")[0]
+        sal = nb.load(path)
+        if not maps:
+            maps = {c: resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
+                                       interpolation="continuous", force_resample=True,
+                                       copy_header=True).get_fdata() for c in causal}
+        own = maps[snp] if snp in maps else np.max(np.abs(np.stack(list(maps.values()))),
+                                                   axis=0)
+        data = sal.get_fdata()
+        out[snp] = map_auc(data, own, data > 0)
+    return out

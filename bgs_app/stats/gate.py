@@ -17,8 +17,6 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-GATES = ("validated", "none")
-
 
 def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str, set[str]]:
     """Per model, the SNPs whose held-out score predicts the genotype.
@@ -57,3 +55,15 @@ def mark_validated(table: pd.DataFrame,
     return pd.Series([src not in sets or str(snp) in sets[src]
                       for src, snp in zip(table["source"], table["snp"], strict=True)],
                      index=table.index)
+
+
+def in_family(table: pd.DataFrame) -> pd.Series:
+    """Boolean per ``associations.tsv`` row: in the corrected family (has a p-value and is
+    validated; tables without a ``validated`` column count every row with a p-value).
+
+    Works on tables read back from TSV, where ``validated`` is ``true``/``false``.
+    """
+    has_p = table["p"].notna()
+    if "validated" not in table:
+        return has_p
+    return has_p & table["validated"].astype(str).str.lower().eq("true")
