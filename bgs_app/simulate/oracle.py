@@ -9,7 +9,7 @@ import numpy as np
 
 
 def truth_model_grid(study: Path, out: Path, resolution: float, template: str
-                     = "MNI152NLin2009aSym") -> Path:
+                     = "MNI152NLin2009aSym", nprocs: int = 1) -> Path:
     """Model-grid images made from the simulation's *true* brain masks and transforms,
     written where the participant level would put them.
 
@@ -30,36 +30,53 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
         Model grid spacing in mm.
     template : str
         Template name written in the ``space-`` entity.
+    nprocs : int
+        Images made in parallel (processes).
 
     Returns
     -------
     pathlib.Path
         ``out``.
     """
+    from concurrent.futures import ProcessPoolExecutor
+
+    t1ws = sorted(Path(study).glob("sub-*/anat/*_T1w.nii.gz"))
+    tasks = [(t1w, Path(study), Path(out), float(resolution), template) for t1w in t1ws]
+    if nprocs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(min(nprocs, len(tasks))) as pool:
+            list(pool.map(_one_image, tasks, chunksize=4))
+    else:
+        for task in tasks:
+            _one_image(task)
+    return Path(out)
+
+
+def _one_image(task: tuple) -> Path:
+    """One participant's oracle model-grid image."""
     import json
 
     from scipy.ndimage import map_coordinates
 
     from bgs_app.templates import model_grid
 
+    t1w, study, out, resolution, template = task
     shape, affine = model_grid(resolution)
     world = affine[:3, :3] @ np.indices(shape).reshape(3, -1) + affine[:3, 3:]
     truth = study / "derivatives" / "simulation-truth"
-    for t1w in sorted(study.glob("sub-*/anat/*_T1w.nii.gz")):
-        sub = t1w.name.split("_")[0]
-        img = nb.load(t1w)
-        mask = nb.load(truth / sub / "anat" / f"{sub}_desc-truth_mask.nii.gz").get_fdata(
-            dtype=np.float32)
-        to_template = np.array(json.loads((truth / sub / "anat" / f"{sub}_desc-truth_xfm.json"
-                                           ).read_text())["AffineNativeToTemplate"])
-        native = np.linalg.inv(img.affine) @ np.linalg.inv(to_template)
-        vox = native[:3, :3] @ world + native[:3, 3:]
-        data = img.get_fdata(dtype=np.float32)
-        values = map_coordinates(data * mask, vox, order=1).reshape(shape)
-        inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
-        values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
-        dest = out / sub / "anat" / (f"{sub}_space-{template}_res-{resolution:g}_desc-model"
-                                     "_T1w.nii.gz")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        nb.Nifti1Image(values, affine).to_filename(dest)
-    return out
+    sub = t1w.name.split("_")[0]
+    img = nb.load(t1w)
+    mask = nb.load(truth / sub / "anat" / f"{sub}_desc-truth_mask.nii.gz").get_fdata(
+        dtype=np.float32)
+    to_template = np.array(json.loads((truth / sub / "anat" / f"{sub}_desc-truth_xfm.json"
+                                       ).read_text())["AffineNativeToTemplate"])
+    native = np.linalg.inv(img.affine) @ np.linalg.inv(to_template)
+    vox = native[:3, :3] @ world + native[:3, 3:]
+    data = img.get_fdata(dtype=np.float32)
+    values = map_coordinates(data * mask, vox, order=1).reshape(shape)
+    inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
+    values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
+    dest = out / sub / "anat" / (f"{sub}_space-{template}_res-{resolution:g}_desc-model"
+                                 "_T1w.nii.gz")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nb.Nifti1Image(values, affine).to_filename(dest)
+    return dest
