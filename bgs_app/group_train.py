@@ -258,29 +258,37 @@ def _write_scores_and_performance(config, probs, scored, images, dosages, snps, 
 
 
 def _group_saliency(config, models, store, images, split, dosages, template, grid):
-    """Mean brain-normalised |attribution| per SNP over held-out subjects, and regions."""
-    from bgs_app.model.saliency import group_saliency
+    """Group saliency over held-out subjects: mean brain-normalised |attribution| per SNP,
+    genotype-correlation maps, and their atlas regions."""
+    from bgs_app.model.saliency import GenotypeCorrelation, group_saliency
     from bgs_app.workflows.scores import snp_label
 
     out = group_dir(config) / "saliency"
     method = config.saliency_method or "integrated_gradients"
     snps = list(dosages.columns)
     digest = _digest([m[3]["weights_sha256"] for m in models], method, config.ig_steps,
-                     config.saliency_by_genotype)
+                     config.saliency_by_genotype, "genotype-correlation-1")
     stamp = group_work_dir(config) / "stamps" / "saliency.json"
     expected = [out / f"snp-{snp_label(s)}_desc-saliency_map.nii.gz" for s in snps]
     if _stamp_ok(stamp, digest, expected):
         LOGGER.info("Group saliency is current; skipped")
         return
+    held = [(name, model, [i for i, p in enumerate(images["participant_id"])
+                           if p in set(test)]) for name, model, test, _ in models]
+    everyone = sorted({i for _, _, rows in held for i in rows})
+    table = dosages.loc[images["participant_id"][everyone]].to_numpy(float)
+    correlation = GenotypeCorrelation(snps, table)
+    inside = np.mean([store[i] > 0 for i in everyone], axis=0) > 0.5 if everyone else None
     sums, counts = {}, {}
-    for name, model, test, _ in models:
-        rows = [i for i, p in enumerate(images["participant_id"]) if p in set(test)]
-        groups = ([dosages.loc[images["participant_id"][i]].to_numpy(float) for i in rows]
-                  if config.saliency_by_genotype else None)
+    for name, model, rows in held:
+        subject_dosages = [dosages.loc[images["participant_id"][i]].to_numpy(float)
+                           for i in rows]
+        groups = subject_dosages if config.saliency_by_genotype else None
         LOGGER.info("%s: %s saliency of %d SNP(s) over %d held-out image(s)", name, method,
                     len(snps), len(rows))
         maps = group_saliency(model, (store[r] for r in rows), snps, method=method,
-                              groups=groups, n_steps=config.ig_steps,
+                              groups=groups, correlation=correlation,
+                              dosages=subject_dosages, n_steps=config.ig_steps,
                               device=_device(config))
         for snp, by_key in maps.items():
             for key, amap in by_key.items():
@@ -289,6 +297,8 @@ def _group_saliency(config, models, store, images, split, dosages, template, gri
                 sums[(snp, key)] = sums.get((snp, key), 0) + amap * n
                 counts[(snp, key)] = counts.get((snp, key), 0) + n
     write_saliency_outputs(out, sums, counts, snps, template, grid, method)
+    if inside is not None:
+        write_genotype_correlation_outputs(out, correlation, inside, template, grid, method)
     _write_stamp(stamp, digest)
 
 
@@ -326,6 +336,57 @@ def write_saliency_outputs(out: Path, sums: dict, counts: dict, snps: list[str],
             write_table(table, out / f"snp-{snp_label(snp)}_desc-regions_saliency.tsv",
                         REGION_COLUMNS, {"Atlas": "Harvard-Oxford (max-prob, 25%)",
                                          "SNP": snp, "Method": method})
+
+
+def write_genotype_correlation_outputs(out: Path, correlation, inside: np.ndarray,
+                                       template: Template, grid: dict, method: str) -> None:
+    """Genotype-correlation maps (|r| smoothed within the brain) and their region tables.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        ``group/saliency``.
+    correlation : bgs_app.model.saliency.GenotypeCorrelation
+        Fed with every held-out subject's attributions.
+    inside : numpy.ndarray
+        Brain mask on the model grid (voxels inside most held-out subjects' brains).
+    template, grid, method
+        As for :func:`write_saliency_outputs`.
+    """
+    import nibabel as nb
+
+    from bgs_app.model.saliency import region_table
+    from bgs_app.templates import atlas_on_grid
+    from bgs_app.utils.atomic import save_nifti, write_json
+    from bgs_app.workflows.scores import snp_label
+
+    out.mkdir(parents=True, exist_ok=True)
+    atlas, labels = atlas_on_grid(template, grid)
+    affine = np.asarray(grid["Affine"])
+    sigma = GROUP_SMOOTHING_MM / float(grid["Resolution"])
+    for snp, r in correlation.maps().items():
+        j = correlation.snps.index(snp)
+        data = smooth_within_brain(np.where(inside, np.abs(r), 0).astype(np.float32), sigma)
+        path = out / f"snp-{snp_label(snp)}_desc-genotypecorr_map.nii.gz"
+        save_nifti(nb.Nifti1Image(data, affine), path)
+        write_json(path.with_name(path.name.replace(".nii.gz", ".json")), {
+            "SNP": snp, "Method": method, "Subjects": int(correlation.count[j]),
+            "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
+            "NullLevel": round(float(np.sqrt(2 / np.pi / max(correlation.count[j], 1))), 4),
+            "Description": "Absolute Pearson correlation, over held-out subjects with a "
+                           "genotype call, between the subject's attribution at the voxel "
+                           "and the SNP's dosage, smoothed within the brain (Gaussian, "
+                           "SmoothingSigmaMm). High where the genotype changes what the "
+                           "score's attribution sees; NullLevel is the mean |r| expected "
+                           "at a voxel without any such change.",
+            "SpatialReference": template.name})
+        if atlas is not None:
+            table = region_table(data, atlas, labels, top=None)
+            write_table(table, out / f"snp-{snp_label(snp)}_desc-regions_genotypecorr.tsv",
+                        {**REGION_COLUMNS, "mean_saliency": {
+                            "Description": "Mean genotype correlation |r| in the region"}},
+                        {"Atlas": "Harvard-Oxford (max-prob, 25%)", "SNP": snp,
+                         "Method": method})
 
 
 #: Gaussian smoothing of group saliency maps (sigma, mm; FWHM about 14 mm, as in

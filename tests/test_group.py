@@ -98,6 +98,15 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
     regions = pd.read_csv(group / "saliency" / "snp-sim01_desc-regions_saliency.tsv", sep="\t")
     assert regions["rank"].tolist()[:3] == [1, 2, 3] and "Hippocampus" in " ".join(
         regions["region"])
+    # Genotype-correlation maps: one per SNP, |r| in [0, 1], with their sidecar and regions.
+    corr = sorted((group / "saliency").glob("snp-*_desc-genotypecorr_map.nii.gz"))
+    assert len(corr) == len(scores["snp"].unique())
+    data = nb.load(corr[0]).get_fdata()
+    assert data.min() >= 0 and 0 < data.max() <= 1
+    meta = json.loads(corr[0].with_name(corr[0].name.replace(".nii.gz", ".json")).read_text())
+    assert meta["Subjects"] >= 20 and 0 < meta["NullLevel"] < 0.3
+    assert (group / "saliency" / "snp-sim01_desc-regions_genotypecorr.tsv").is_file()
+    assert "genotype correlation" in (group / "report.html").read_text().lower()
     perf = pd.read_csv(group / "performance.tsv", sep="\t")
     assert {"cnn", "idp-logreg", "idp-gbm"} <= set(perf["model"])
     assoc = pd.read_csv(group / "associations.tsv", sep="\t")

@@ -184,6 +184,36 @@ def test_scores_and_saliency_point_at_the_signal_region(signal_store, trained_si
     assert table["region"].tolist()[0] == "signal"
 
 
+def test_genotype_correlation_maps_are_exact_pearson_correlations(signal_store,
+                                                                   trained_sig):
+    """The streamed voxelwise correlation between attribution and dosage equals numpy's
+    Pearson correlation over the subjects with a call (a missing dosage is skipped)."""
+    from bgs_app.model.saliency import GenotypeCorrelation, attribute, group_saliency
+
+    store, dosages, _ = signal_store
+    model = trained_sig[0]
+    test = np.arange(56, 72)
+    volumes = [store[int(i)] for i in test]
+    held = dosages[test].astype(float)
+    held[2, 1] = np.nan
+    corr = GenotypeCorrelation(["sig", "null"], held)
+    group_saliency(model, volumes, ["sig", "null"], method="gradient", correlation=corr,
+                   dosages=list(held))
+    maps = corr.maps()
+    assert corr.count.tolist() == [int(np.isfinite(held[:, 0]).sum()),
+                                   int(np.isfinite(held[:, 1]).sum())]
+    for j, snp in enumerate(("sig", "null")):
+        ok = np.isfinite(held[:, j])
+        attrs = np.stack([attribute(model, v, j) for v, keep in zip(volumes, ok, strict=True)
+                          if keep]).reshape(ok.sum(), -1)
+        a, d = attrs - attrs.mean(0), held[ok, j] - held[ok, j].mean()
+        expected = (d @ a) / np.sqrt((d @ d) * (a * a).sum(0))
+        np.testing.assert_allclose(maps[snp].ravel(), expected, atol=2e-4)
+    with pytest.raises(ValueError, match="dosages"):
+        group_saliency(model, volumes[:1], ["sig", "null"], method="gradient",
+                       correlation=corr)
+
+
 def test_training_under_torchrun_two_processes(signal_store, tmp_path):
     """DistributedDataParallel (gloo on CPU) when launched by torchrun: ranks agree,
     only rank 0 writes the checkpoint and the log."""

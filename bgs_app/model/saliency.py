@@ -10,7 +10,16 @@ The attribution target is a SNP's expected dosage (the score itself). Methods:
 
 Group maps average *brain-normalised absolute* attributions: each subject's map is
 divided by its mean absolute attribution inside the brain, so that every subject
-weighs the same, then averaged over held-out subjects.
+weighs the same, then averaged over held-out subjects. They show where a score looks;
+in a multi-task network the heads share one trunk, so every score, a null SNP's too,
+looks at much the same anatomy.
+
+Genotype-correlation maps (:class:`GenotypeCorrelation`) ask a narrower question: at
+which voxels does the attribution of a SNP's score change with that SNP's dosage across
+held-out subjects? Each voxel holds the Pearson correlation, over subjects with a call,
+between the subject's attribution there and the dosage. A null SNP's map is noise
+(|r| of about 1/sqrt(n) everywhere); a causal SNP's map is high where its genotype
+changes the anatomy the network reads.
 """
 
 from __future__ import annotations
@@ -98,8 +107,70 @@ def normalised_abs(attr: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return out
 
 
+class GenotypeCorrelation:
+    """Voxelwise correlation between attributions and dosage, accumulated subject by
+    subject (memory: three maps per SNP).
+
+    Parameters
+    ----------
+    snps : sequence of str
+        Head order of the model.
+    dosages : numpy.ndarray
+        (subjects, n_snps) dosages (0-2, NaN where missing) of *every* subject that will
+        be added, so that the dosage mean is known before the first map arrives.
+
+    Notes
+    -----
+    With centred dosages ``e = d - mean(d)`` the sums kept are ``sum(a * e)``,
+    ``sum(a - a0)`` and ``sum((a - a0)^2)`` (``a0``: the first map added, a shift that
+    keeps float32 sums accurate), so ``r = cov(a, d) / (sd(a) sd(d))`` is exact.
+    """
+
+    def __init__(self, snps: Sequence[str], dosages: np.ndarray):
+        self.snps = list(snps)
+        dosages = np.asarray(dosages, float)
+        self.mean = np.nanmean(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
+        self.sd = np.nanstd(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
+        self.count = np.zeros(len(self.snps), int)
+        self._ae: list[np.ndarray | None] = [None] * len(self.snps)
+        self._a: list[np.ndarray | None] = [None] * len(self.snps)
+        self._aa: list[np.ndarray | None] = [None] * len(self.snps)
+        self._shift: list[np.ndarray | None] = [None] * len(self.snps)
+
+    def add(self, j: int, attribution: np.ndarray, dosage: float) -> None:
+        """Add one subject's attribution map for head ``j`` with its dosage."""
+        if not np.isfinite(dosage):
+            return
+        a = np.asarray(attribution, np.float32)
+        if self._shift[j] is None:
+            self._shift[j] = a.copy()
+            self._ae[j] = np.zeros_like(a)
+            self._a[j] = np.zeros_like(a)
+            self._aa[j] = np.zeros_like(a)
+        shifted = a - self._shift[j]
+        self._ae[j] += a * np.float32(dosage - self.mean[j])
+        self._a[j] += shifted
+        self._aa[j] += shifted * shifted
+        self.count[j] += 1
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """Signed correlation maps (SNPs with at least 3 subjects and varying dosage)."""
+        out = {}
+        for j, snp in enumerate(self.snps):
+            n = int(self.count[j])
+            if n < 3 or not self.sd[j] > 0:
+                continue
+            var = self._aa[j] / n - (self._a[j] / n) ** 2
+            sd = np.sqrt(np.clip(var, 0, None))
+            r = np.where(sd > 0, (self._ae[j] / n) / np.maximum(sd, 1e-30) / self.sd[j], 0.0)
+            out[snp] = np.clip(r, -1.0, 1.0).astype(np.float32)
+        return out
+
+
 def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[str], *,
                    method: str = "integrated_gradients", groups: Sequence | None = None,
+                   correlation: GenotypeCorrelation | None = None,
+                   dosages: Sequence | None = None,
                    **kwargs) -> dict[str, dict[str, np.ndarray]]:
     """Mean brain-normalised absolute saliency per SNP over subjects.
 
@@ -115,6 +186,11 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
     groups : sequence, optional
         Per subject, a (n_snps,) array of genotypes (0/1/2/NaN): maps are also averaged
         within each genotype class (keys ``"0"``, ``"1"``, ``"2"``).
+    correlation : GenotypeCorrelation, optional
+        Also fed every subject's attributions (with ``dosages``), for genotype-correlation
+        maps computed in the same pass.
+    dosages : sequence, optional
+        Per subject, a (n_snps,) array of dosages; required with ``correlation``.
     **kwargs
         Passed to :func:`attribute`.
 
@@ -123,12 +199,17 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
     dict
         SNP -> {"all": map, ["0"/"1"/"2": map]} (float32 arrays).
     """
+    if correlation is not None and dosages is None:
+        raise ValueError("correlation maps need the subjects' dosages")
     sums: dict[str, dict[str, np.ndarray]] = {s: {} for s in snps}
     counts: dict[str, dict[str, int]] = {s: {} for s in snps}
     for i, volume in enumerate(volumes):
         brain = volume > 0
         for j, snp in enumerate(snps):
-            amap = normalised_abs(attribute(model, volume, j, method=method, **kwargs), brain)
+            raw = attribute(model, volume, j, method=method, **kwargs)
+            if correlation is not None:
+                correlation.add(j, raw, float(dosages[i][j]))
+            amap = normalised_abs(raw, brain)
             keys = ["all"]
             if groups is not None and not np.isnan(groups[i][j]):
                 keys.append(str(int(groups[i][j])))

@@ -89,10 +89,17 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                     f"{config.model.name} on {config.resolution:g} mm model-grid images in "
                     f"{template} space.")
     if not config.no_saliency:
+        from bgs_app.group_train import GROUP_SMOOTHING_MM
+
         text.append(f"Saliency maps were computed with {saliency} through captum "
                     "[@captum], with each score as the target; absolute attributions were "
                     "divided by their mean in the brain and averaged over held-out "
-                    "participants, and summarised by Harvard-Oxford region [@ho].")
+                    "participants, and summarised by Harvard-Oxford region [@ho]."
+                    + (" Genotype-correlation maps give, at each voxel, the absolute "
+                       "Pearson correlation between the held-out participants' "
+                       "attributions and their dosage of the SNP (smoothed with a "
+                       f"Gaussian of {GROUP_SMOOTHING_MM:g} mm sigma within the brain)."
+                       if config.genotypes is not None else ""))
     covs = ", ".join(config.covariates or []) or "no covariates"
     extra = []
     if config.nonlinear_age:

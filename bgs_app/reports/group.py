@@ -84,10 +84,22 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
         snp = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         regions = _read(path.with_name(path.name.replace("_desc-saliency_map.nii.gz",
                                                          "_desc-regions_saliency.tsv")))
-        saliency.append({"snp": snp["SNP"], "method": snp.get("Method"),
-                         "n": snp.get("Subjects"),
-                         "figure": saliency_figure(path, tpl.t1w, f"{snp['SNP']}"),
-                         "regions": _html(regions.head(5) if regions is not None else None)})
+        entry = {"snp": snp["SNP"], "method": snp.get("Method"), "n": snp.get("Subjects"),
+                 "figure": saliency_figure(path, tpl.t1w, f"{snp['SNP']}"),
+                 "regions": _html(regions.head(5) if regions is not None else None)}
+        corr = path.with_name(path.name.replace("_desc-saliency_", "_desc-genotypecorr_"))
+        if corr.is_file():
+            meta = json.loads(corr.with_name(corr.name.replace(".nii.gz", ".json"))
+                              .read_text())
+            corr_regions = _read(path.with_name(path.name.replace(
+                "_desc-saliency_map.nii.gz", "_desc-regions_genotypecorr.tsv")))
+            entry.update({
+                "corr_figure": saliency_figure(corr, tpl.t1w,
+                                               f"{snp['SNP']}: genotype correlation"),
+                "corr_n": meta.get("Subjects"), "corr_null": meta.get("NullLevel"),
+                "corr_regions": _html(corr_regions.head(5) if corr_regions is not None
+                                      else None)})
+        saliency.append(entry)
     from bgs_app.stats.gate import in_family
 
     assoc = _read(group_dir / "associations.tsv")

@@ -64,7 +64,8 @@ def truth_links(study: Path, relative: float = 0.2) -> dict[tuple[str, str], str
     return links
 
 
-def saliency_aucs(study: Path, saliency_dir: Path) -> dict[str, float]:
+def saliency_aucs(study: Path, saliency_dir: Path, kind: str = "saliency"
+                  ) -> dict[str, float]:
     """Voxelwise ROC AUC of each group saliency map against the truth.
 
     A causal SNP's map is scored against its own effect map; any other SNP's map against
@@ -76,7 +77,9 @@ def saliency_aucs(study: Path, saliency_dir: Path) -> dict[str, float]:
     study : pathlib.Path
         A study written by ``bgs-simulate``.
     saliency_dir : pathlib.Path
-        ``group/saliency`` of a group-level run (``snp-<rsid>_desc-saliency_map.nii.gz``).
+        ``group/saliency`` of a group-level run (``snp-<rsid>_desc-<kind>_map.nii.gz``).
+    kind : {"saliency", "genotypecorr"}
+        The mean |attribution| maps, or the genotype-correlation maps.
 
     Returns
     -------
@@ -93,7 +96,7 @@ def saliency_aucs(study: Path, saliency_dir: Path) -> dict[str, float]:
     causal = [s["snp"] for s in truth["snps"] if s["causal"]]
     out: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
-    for path in sorted(Path(saliency_dir).glob("snp-*_desc-saliency_map.nii.gz")):
+    for path in sorted(Path(saliency_dir).glob(f"snp-*_desc-{kind}_map.nii.gz")):
         if not causal:
             break
         snp = path.name[len("snp-"):].split("_")[0]
