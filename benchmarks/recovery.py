@@ -4,23 +4,26 @@ nothing else?
 Usage: python benchmarks/recovery.py [--n 400] [--effect-size 80] [--cognition-effect 1.0]
        [--resolution 3] [--pipeline full|oracle] [--null-studies K] [--null-n N]
        [--genotypes simulated|1000g] [--genetic-pcs 4] [--seed 1] [--epochs 40]
-       [--cv-folds 0] [--nprocs 2] [--keep DIR] [--results FILE] [--markdown FILE]
-       [--figure FILE]
+       [--cv-folds 0] [--nprocs 2] [--device auto|cpu|cuda]
+       [--saliency-method gradient|integrated_gradients|smoothgrad] [--keep DIR]
+       [--results FILE] [--markdown FILE] [--figure FILE]
 
 For each study: ``bgs-simulate`` (12 SNPs that pass QC, 4 of them causal: one
 atlas-aligned, three as distributed blobs; each causal SNP's anatomy drives a cognitive
 measure or none), then the participant level (``--pipeline full``: ANTs registration,
 segmentation, IDPs, model-grid images; ``--pipeline oracle``: model-grid images from the
 simulation's true transforms, no IDPs, so no IDP baseline), then the group level (CNN on
-one train/val/test split or ``--cv-folds`` cross-fitting; gradient saliency; IDP baseline;
-associations). Null studies (``--null-studies``) have no causal SNP at all; the share of
-them with any Bonferroni-significant row estimates the family-wise error rate.
+one train/val/test split or ``--cv-folds`` cross-fitting; group saliency, by default
+with plain gradients, which CPUs afford; IDP baseline; associations). Null studies
+(``--null-studies``) have no causal SNP at all; the share of them with any
+Bonferroni-significant row estimates the family-wise error rate.
 ``--genotypes 1000g`` uses the real 1000 Genomes genotypes in
 ``../shared/testdata/genotypes/`` (real allele frequencies and population structure;
 genetic PCs as covariates).
 
-Reported per SNP: CNN and IDP-baseline test AUC and score-dosage r, group saliency ROC
-AUC against the truth effect map (a null SNP's map against the union of the causal maps);
+Reported per SNP: CNN and IDP-baseline test AUC and score-dosage r, the ROC AUC against
+the truth effect map (a null SNP's map against the union of the causal maps) of the
+group saliency map and of the genotype-correlation map;
 per source (cnn, idp-*, genotype): planted links found after Bonferroni, links found
 through overlapping effect regions (a causal SNP that also moves a driving region's
 volume, ``bgs_app.simulate.evaluate.truth_links``), null-SNP rows significant, and other
@@ -49,7 +52,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
+# Run as modules of this checkout (also where no console scripts are installed).
+BGS_APP = [sys.executable, "-m", "bgs_app"]
+SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
 SHARED_1000G = ROOT.parent / "shared/testdata/genotypes/1kg_phase1_thinned"
 
 
@@ -71,9 +76,12 @@ def _run(cmd: list[str], log: Path) -> float:
     with open(log, "a") as fh:
         fh.write("\n$ " + " ".join(cmd) + "\n")
         fh.flush()
-        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH"))
+                                            if p)
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     if code != 0:
-        raise SystemExit(f"recovery: `{' '.join(cmd[:4])} ...` exited {code}; see {log}")
+        raise SystemExit(f"recovery: `{' '.join(cmd[:5])} ...` exited {code}; see {log}")
     return time.perf_counter() - began
 
 
@@ -89,7 +97,8 @@ def _machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.cuda.is_available()}
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, seed: int,
@@ -98,7 +107,7 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     study, out, work, log = base / "study", base / "out", base / "work", base / "log.txt"
     times = {}
     resumed = args.resume and (study / "derivatives/simulation-truth/truth.json").is_file()
-    sim = [str(BIN / "bgs-simulate"), str(study), "--n-subjects", str(n), "--seed", str(seed),
+    sim = [*SIMULATE, str(study), "--n-subjects", str(n), "--seed", str(seed),
            "--resolution", str(args.resolution), "--effect-size", str(effect),
            "--cognition-effect", str(args.cognition_effect), "--warp-mm", str(args.warp_mm),
            "--nprocs", str(args.nprocs), "--quiet"]
@@ -118,7 +127,7 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     res = f"{args.resolution:g}"
     if args.pipeline == "full":
         times["participant_s"] = _run(
-            [str(BIN / "bgs_app"), str(study), str(out), "participant", "--nprocs",
+            [*BGS_APP, str(study), str(out), "participant", "--nprocs",
              str(args.nprocs), "--omp-nthreads", "1", "--resolution", res, "--sloppy",
              "--registration", args.registration, "-w", str(work), "--skip-bids-validation"],
             log)
@@ -126,15 +135,15 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
         from bgs_app.simulate.oracle import truth_model_grid
 
         began = time.perf_counter()
-        truth_model_grid(study, out, args.resolution)
+        truth_model_grid(study, out, args.resolution, nprocs=args.nprocs)
         times["participant_s"] = time.perf_counter() - began
-    group = [str(BIN / "bgs_app"), str(study), str(out), "group",
+    group = [*BGS_APP, str(study), str(out), "group",
              "--genotypes", str(study / "genetics/study"), "--snps-file",
              str(base / "snps.txt"), "--resolution", res, "--epochs", str(args.epochs),
              "--patience", str(args.epochs), "--batch-size", "8", "--learning-rate", "2e-3",
-             "--channels", *map(str, args.channels), "--saliency-method", "gradient",
+             "--channels", *map(str, args.channels), "--saliency-method", args.saliency_method,
              "--covariates", "age", "sex", "site", "--nprocs", str(args.nprocs), "-w",
-             str(work), "--skip-bids-validation", "--seed", str(seed)]
+             str(work), "--skip-bids-validation", "--seed", str(seed), "--device", args.device]
     if args.cv_folds:
         group += ["--cv-folds", str(args.cv_folds)]
     if args.genotypes == "1000g" and args.genetic_pcs:
@@ -162,12 +171,14 @@ def evaluate(study: Path, group: Path, truth: dict) -> dict:
     overlap = {k for k, v in links.items() if v == "overlap"}
     perf = pd.read_csv(group / "performance.tsv", sep="\t", na_values="n/a")
     sal = {k: round(v, 4) for k, v in saliency_aucs(study, group / "saliency").items()}
+    corr = {k: round(v, 4) for k, v in saliency_aucs(study, group / "saliency",
+                                                     "genotypecorr").items()}
     snps = []
     for snp in sorted(causal | null):
         row = {"snp": snp, "causal": snp in causal, "atlas": snp in atlas,
                "drives": sorted(m for s, m in planted if s == snp),
                "overlaps": sorted(m for s, m in overlap if s == snp),
-               "saliency_auc": sal.get(snp)}
+               "saliency_auc": sal.get(snp), "genotypecorr_auc": corr.get(snp)}
         for model, rows in perf[perf["snp"] == snp].groupby("model"):
             r = rows.iloc[0]
             row[model] = {k: (None if pd.isna(r[k]) else round(float(r[k]), 4))
@@ -219,15 +230,16 @@ def markdown(results: list[dict]) -> str:
                   f"{r['config']['resolution']:g} mm, {r['config']['pipeline']} pipeline, "
                   f"{r['config']['genotypes']} genotypes",
                   "",
-                  f"{r['date']} on {r['machine']['cpu']} ({r['machine']['cores']} cores); "
+                  f"{r['date']} on {r['machine']['cpu']} ({r['machine']['cores']} cores"
+                  + (f", {r['machine']['gpu']}" if r["machine"].get("gpu") else "") + "); "
                   + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in r["times"].items()
                               if v is not None)
                   + (" (resumed run: times of the resumed part)" if r.get("resumed") else "")
                   + f". Command: `{r['command']}`",
                   "",
                   "| SNP | truth | CNN AUC | CNN r | IDP-logreg AUC | IDP-logreg r | "
-                  "IDP-gbm AUC | IDP-gbm r | saliency AUC |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "IDP-gbm AUC | IDP-gbm r | saliency AUC | genotype-corr. AUC |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for s in r["snps"]:
             kind = ("atlas-aligned" if s["atlas"] else "causal") if s["causal"] else "null"
             if s["drives"]:
@@ -238,7 +250,7 @@ def markdown(results: list[dict]) -> str:
             for model in ("cnn", "idp-logreg", "idp-gbm"):
                 m = s.get(model) or {}
                 cells += [_fmt(m.get("auc")), _fmt(m.get("r_dosage"))]
-            cells.append(_fmt(s.get("saliency_auc")))
+            cells += [_fmt(s.get("saliency_auc")), _fmt(s.get("genotypecorr_auc"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "| source | scores tested | planted links found (Bonferroni) | "
                   "missed | found through overlap | null-SNP rows significant | "
@@ -345,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv-folds", type=int, default=0)
     parser.add_argument("--channels", type=int, nargs=6, default=[8, 16, 32, 32, 32, 16])
     parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="device for the CNN (group level)")
+    parser.add_argument("--saliency-method", default="gradient",
+                        choices=("gradient", "integrated_gradients", "smoothgrad"))
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the studies and outputs under this folder")
     parser.add_argument("--resume", action="store_true",
