@@ -278,7 +278,12 @@ def _group_saliency(config, models, store, images, split, dosages, template, gri
     everyone = sorted({i for _, _, rows in held for i in rows})
     table = dosages.loc[images["participant_id"][everyone]].to_numpy(float)
     correlation = GenotypeCorrelation(snps, table)
-    inside = np.mean([store[i] > 0 for i in everyone], axis=0) > 0.5 if everyone else None
+    inside = None
+    if everyone:
+        support = np.zeros(store.grid["shape"], np.int32)
+        for i in everyone:
+            support += store[i] > 0
+        inside = support > 0.5 * len(everyone)
     sums, counts = {}, {}
     for name, model, rows in held:
         subject_dosages = [dosages.loc[images["participant_id"][i]].to_numpy(float)

@@ -141,6 +141,13 @@ def test_a_second_site_applies_the_model(group_run):
     assert {"cnn", "genotype"} <= set(assoc["source"])
     perf = pd.read_csv(group / "performance.tsv", sep="\t")
     assert set(perf["model"]) == {"cnn"}  # performance at the new site (genotypes given)
+    # With genotypes, the new site gets genotype-correlation maps over its 12 subjects
+    # (for the SNPs that vary among them).
+    corr = sorted((group / "saliency").glob("snp-*_desc-genotypecorr_map.nii.gz"))
+    assert 0 < len(corr) <= scores["snp"].nunique()
+    sidecar = json.loads(corr[0].with_name(corr[0].name.replace(".nii.gz", ".json"))
+                         .read_text())
+    assert 3 <= sidecar["Subjects"] <= 12
     # Participant-level scores equal the group level's for the same subject and model.
     meta = json.loads((model / "model.json").read_text())
     for sub in ("sub-0001", "sub-0007"):
@@ -198,5 +205,6 @@ def test_group_report_renders_every_figure(group_run, tmp_path):
     images, broken = (int(x.split("=")[1]) for x in title.split())
     n_snps = len([p for p in (group_run["out1"] / "group/saliency").glob(
         "*_desc-saliency_map.nii.gz") if "_genotype-" not in p.name])
-    assert images >= 3 + n_snps + 2, title  # 3 training curves, saliency, forest, heatmap
+    # 3 training curves, saliency and genotype-correlation maps, forest plot, heatmap
+    assert images >= 3 + 2 * n_snps + 2, title
     assert broken == 0, title
