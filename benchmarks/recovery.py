@@ -299,7 +299,8 @@ def _clopper_pearson(k: int, n: int) -> tuple[float, float]:
 
 def power_figure(results: list[dict], path: Path) -> Path | None:
     """Share of planted links found through CNN scores (and genotypes, IDP) vs N, one line
-    per effect size."""
+    per effect size, model-grid resolution and genotype source (studies of the same kind
+    averaged)."""
     real = [r for r in results if not r["null"]]
     if not real:
         return None
@@ -315,17 +316,18 @@ def power_figure(results: list[dict], path: Path) -> Path | None:
             a = r["associations"].get(source)
             if a is None or not r["planted"]:
                 continue
-            rows.append((r["effect_size_percent"], r["n"],
-                         len(a["planted_found"]) / len(r["planted"])))
-        frame = pd.DataFrame(rows, columns=["effect", "n", "power"])
-        for effect, part in frame.groupby("effect"):
+            kind = (f"{r['effect_size_percent']:g} %, {r['config']['resolution']:g} mm"
+                    + (", 1000G" if r["config"].get("genotypes") == "1000g" else ""))
+            rows.append((kind, r["n"], len(a["planted_found"]) / len(r["planted"])))
+        frame = pd.DataFrame(rows, columns=["kind", "n", "power"])
+        for kind, part in frame.groupby("kind"):
             part = part.groupby("n")["power"].mean()
-            ax.plot(part.index, part.values, marker="o", label=f"{effect:g} %")
+            ax.plot(part.index, part.values, marker="o", label=kind)
         ax.set_title(source)
         ax.set_xlabel("participants (N)")
         ax.set_ylim(-0.05, 1.05)
     axes[0].set_ylabel("planted links found")
-    axes[-1].legend(title="effect per allele", fontsize=7)
+    axes[-1].legend(title="effect per allele, grid", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
