@@ -71,7 +71,9 @@ def causal_1000g(seed: int, k: int = 4) -> list[str]:
     return sorted(sid[np.random.default_rng(seed).choice(ok, size=k, replace=False)].tolist())
 
 
-def _run(cmd: list[str], log: Path) -> float:
+def run_logged(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` with this checkout on PYTHONPATH, appending its output to ``log``;
+    exit with a message naming the log if it fails. Returns the seconds it took."""
     began = time.perf_counter()
     with open(log, "a") as fh:
         fh.write("\n$ " + " ".join(cmd) + "\n")
@@ -101,16 +103,26 @@ def _machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def simulate_command(study: Path, *, n: int, seed: int, resolution: float, effect: float,
+                     cognition_effect: float = 1.0, warp_mm: float = 1.5, nprocs: int = 2
+                     ) -> list[str]:
+    """The ``bgs-simulate`` command of a recovery study (also used by
+    ``saliency_variants.py`` to re-create one)."""
+    return [*SIMULATE, str(study), "--n-subjects", str(n), "--seed", str(seed),
+            "--resolution", str(resolution), "--effect-size", str(effect),
+            "--cognition-effect", str(cognition_effect), "--warp-mm", str(warp_mm),
+            "--nprocs", str(nprocs), "--quiet"]
+
+
 def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, seed: int,
               null: bool) -> dict:
     """Simulate, process and evaluate one study; return its result record."""
     study, out, work, log = base / "study", base / "out", base / "work", base / "log.txt"
     times = {}
     resumed = args.resume and (study / "derivatives/simulation-truth/truth.json").is_file()
-    sim = [*SIMULATE, str(study), "--n-subjects", str(n), "--seed", str(seed),
-           "--resolution", str(args.resolution), "--effect-size", str(effect),
-           "--cognition-effect", str(args.cognition_effect), "--warp-mm", str(args.warp_mm),
-           "--nprocs", str(args.nprocs), "--quiet"]
+    sim = simulate_command(study, n=n, seed=seed, resolution=args.resolution, effect=effect,
+                           cognition_effect=args.cognition_effect, warp_mm=args.warp_mm,
+                           nprocs=args.nprocs)
     if null:
         sim += ["--n-causal", "0"]
     if args.genotypes == "1000g":
@@ -120,13 +132,13 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
             raise SystemExit("recovery: null studies use simulated genotypes")
         sim += ["--genotypes-from", str(SHARED_1000G), "--causal-snps",
                 *causal_1000g(seed)]
-    times["simulate_s"] = None if resumed else _run(sim, log)
+    times["simulate_s"] = None if resumed else run_logged(sim, log)
     truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
     snps = [s["snp"] for s in truth["snps"]]
     (base / "snps.txt").write_text("\n".join(snps) + "\n")
     res = f"{args.resolution:g}"
     if args.pipeline == "full":
-        times["participant_s"] = _run(
+        times["participant_s"] = run_logged(
             [*BGS_APP, str(study), str(out), "participant", "--nprocs",
              str(args.nprocs), "--omp-nthreads", "1", "--resolution", res, "--sloppy",
              "--registration", args.registration, "-w", str(work), "--skip-bids-validation"],
@@ -148,7 +160,7 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
         group += ["--cv-folds", str(args.cv_folds)]
     if args.genotypes == "1000g" and args.genetic_pcs:
         group += ["--genetic-pcs", str(args.genetic_pcs)]
-    times["group_s"] = _run(group, log)
+    times["group_s"] = run_logged(group, log)
     result = evaluate(study, out / "group", truth)
     result.update({"n": n, "effect_size_percent": effect, "seed": seed, "null": null,
                    "resumed": bool(resumed),

@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nibabel as nb
@@ -41,19 +38,17 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recovery import run_logged, simulate_command  # noqa: E402  (benchmarks/recovery.py)
+
 from bgs_app.group_train import smooth_within_brain  # noqa: E402
 from bgs_app.model.bundle import load_bundle  # noqa: E402
-from bgs_app.model.saliency import attribute, map_auc, normalised_abs  # noqa: E402
-from bgs_app.simulate.oracle import _one_image  # noqa: E402
-
-
-def _simulate(study: Path, resolution: float, nprocs: int) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    subprocess.run([sys.executable, "-m", "bgs_app.simulate", str(study), "--n-subjects",
-                    "400", "--seed", "1", "--resolution", f"{resolution:g}", "--effect-size",
-                    "80", "--cognition-effect", "1.0", "--warp-mm", "1.5", "--nprocs",
-                    str(nprocs), "--quiet"], check=True, env=env)
+from bgs_app.model.saliency import (  # noqa: E402
+    GenotypeCorrelation,
+    attribute,
+    map_auc,
+    normalised_abs,
+)
+from bgs_app.simulate.oracle import truth_model_grid  # noqa: E402
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -79,16 +74,16 @@ def main(argv: list[str] | None = None) -> int:
 
     began, log = time.time(), {}
     if args.simulate:
-        _simulate(args.study, args.resolution, args.nprocs)
+        args.out.mkdir(parents=True, exist_ok=True)
+        run_logged(simulate_command(args.study, n=400, seed=1, resolution=args.resolution,
+                              effect=80.0, nprocs=args.nprocs), args.out / "simulate.log")
     log["simulate_s"] = round(time.time() - began, 1)
     split = pd.read_csv(args.split, sep="\t")
     test = sorted(split.loc[split["split"] == "test", "participant_id"])
     test = test[: args.limit] if args.limit else test
-    grid_dir = args.out / "model_grid"
-    tasks = [(args.study / s / "anat" / f"{s}_T1w.nii.gz", args.study, grid_dir,
-              args.resolution, "MNI152NLin2009aSym") for s in test]
-    with ProcessPoolExecutor(args.nprocs) as pool:
-        paths = list(pool.map(_one_image, tasks))
+    grid_dir = truth_model_grid(args.study, args.out / "model_grid", args.resolution,
+                                nprocs=args.nprocs, participants=test)
+    paths = [next((grid_dir / s / "anat").glob("*_desc-model_T1w.nii.gz")) for s in test]
     volumes = np.stack([nb.load(p).get_fdata(dtype=np.float32) for p in paths])
     ref = nb.load(paths[0])
     log.update(n_test=len(test), grid_s=round(time.time() - began, 1))
@@ -143,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                        else a[called, j] * (volumes[called] - mean_image))
             r_contrib = smoothed_abs(_corr(contrib, y))
             row[f"{method}:rcontrib_abs_s"] = map_auc(r_contrib, target, brain)
-            row[f"{method}:rattr_abs_s"] = map_auc(smoothed_abs(_corr(a[called, j], y)),
-                                                   target, brain)
+            # The group level's genotype-correlation map, through its own accumulator.
+            product = GenotypeCorrelation([snp], dosage[:, [j]])
+            for i in range(len(test)):
+                product.add(0, a[i, j], dosage[i, j])
+            r_attr = product.maps().get(snp, np.zeros(brain.shape, np.float32))
+            row[f"{method}:rattr_abs_s"] = map_auc(smoothed_abs(r_attr), target, brain)
             if method == "gradient":
                 row[f"{method}:rgxi_abs_s"] = map_auc(
                     smoothed_abs(_corr(a[called, j] * volumes[called], y)), target, brain)

@@ -59,29 +59,20 @@ def apply_model(config: Config, inputs: GroupInputs, template: Template) -> None
         perf_path.unlink()
     if not config.no_saliency:
         method = config.saliency_method or "integrated_gradients"
-        support = {"n": 0, "brain": 0}
-
-        def volumes():
-            for path in images["path"]:
-                volume = load_volume(path, meta["grid"])
-                support["brain"] = support["brain"] + (volume > 0)
-                support["n"] += 1
-                yield volume
-
         correlation = per_image = None
         if dosages is not None:
             per_image = dosages.reindex(images["participant_id"]).to_numpy(float)
             correlation = GenotypeCorrelation(snps, per_image)
-        maps = group_saliency(model, volumes(), snps, method=method, n_steps=config.ig_steps,
+        maps = group_saliency(model, (load_volume(p, meta["grid"]) for p in images["path"]),
+                              snps, method=method, n_steps=config.ig_steps,
                               correlation=correlation, dosages=per_image,
                               device=_device(config))
         sums = {(s, k): m * len(images) for s, by in maps.items() for k, m in by.items()}
         counts = {key: len(images) for key in sums}
         write_saliency_outputs(out / "saliency", sums, counts, snps, template, grid, method)
-        if correlation is not None and support["n"]:
-            write_genotype_correlation_outputs(out / "saliency", correlation,
-                                               support["brain"] / support["n"] > 0.5,
-                                               template, grid, method)
+        if correlation is not None:
+            write_genotype_correlation_outputs(out / "saliency", correlation, template, grid,
+                                               method)
     recorded = pd.DataFrame([{"model": "cnn", **m} for m in meta.get("test_metrics") or []])
     _associations(config, out, dosages, None, [perf_path],
                   gate_performance=recorded if len(recorded) else None)

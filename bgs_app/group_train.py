@@ -273,17 +273,14 @@ def _group_saliency(config, models, store, images, split, dosages, template, gri
     if _stamp_ok(stamp, digest, expected):
         LOGGER.info("Group saliency is current; skipped")
         return
-    held = [(name, model, [i for i, p in enumerate(images["participant_id"])
-                           if p in set(test)]) for name, model, test, _ in models]
+    held = []
+    for name, model, test, _ in models:
+        test = set(test)
+        held.append((name, model, [i for i, p in enumerate(images["participant_id"])
+                                   if p in test]))
     everyone = sorted({i for _, _, rows in held for i in rows})
-    table = dosages.loc[images["participant_id"][everyone]].to_numpy(float)
-    correlation = GenotypeCorrelation(snps, table)
-    inside = None
-    if everyone:
-        support = np.zeros(store.grid["shape"], np.int32)
-        for i in everyone:
-            support += store[i] > 0
-        inside = support > 0.5 * len(everyone)
+    correlation = GenotypeCorrelation(
+        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float))
     sums, counts = {}, {}
     for name, model, rows in held:
         subject_dosages = [dosages.loc[images["participant_id"][i]].to_numpy(float)
@@ -302,8 +299,7 @@ def _group_saliency(config, models, store, images, split, dosages, template, gri
                 sums[(snp, key)] = sums.get((snp, key), 0) + amap * n
                 counts[(snp, key)] = counts.get((snp, key), 0) + n
     write_saliency_outputs(out, sums, counts, snps, template, grid, method)
-    if inside is not None:
-        write_genotype_correlation_outputs(out, correlation, inside, template, grid, method)
+    write_genotype_correlation_outputs(out, correlation, template, grid, method)
     _write_stamp(stamp, digest)
 
 
@@ -343,8 +339,8 @@ def write_saliency_outputs(out: Path, sums: dict, counts: dict, snps: list[str],
                                          "SNP": snp, "Method": method})
 
 
-def write_genotype_correlation_outputs(out: Path, correlation, inside: np.ndarray,
-                                       template: Template, grid: dict, method: str) -> None:
+def write_genotype_correlation_outputs(out: Path, correlation, template: Template,
+                                       grid: dict, method: str) -> None:
     """Genotype-correlation maps (|r| smoothed within the brain) and their region tables.
 
     Parameters
@@ -352,9 +348,8 @@ def write_genotype_correlation_outputs(out: Path, correlation, inside: np.ndarra
     out : pathlib.Path
         ``group/saliency``.
     correlation : bgs_app.model.saliency.GenotypeCorrelation
-        Fed with every held-out subject's attributions.
-    inside : numpy.ndarray
-        Brain mask on the model grid (voxels inside most held-out subjects' brains).
+        Fed with every held-out subject's attributions (through
+        :func:`~bgs_app.model.saliency.group_saliency`); its ``inside`` is the mask.
     template, grid, method
         As for :func:`write_saliency_outputs`.
     """
@@ -365,6 +360,9 @@ def write_genotype_correlation_outputs(out: Path, correlation, inside: np.ndarra
     from bgs_app.utils.atomic import save_nifti, write_json
     from bgs_app.workflows.scores import snp_label
 
+    inside = correlation.inside
+    if inside is None:
+        return
     out.mkdir(parents=True, exist_ok=True)
     atlas, labels = atlas_on_grid(template, grid)
     affine = np.asarray(grid["Affine"])

@@ -200,6 +200,7 @@ def test_genotype_correlation_maps_are_exact_pearson_correlations(signal_store,
     group_saliency(model, volumes, ["sig", "null"], method="gradient", correlation=corr,
                    dosages=list(held))
     maps = corr.maps()
+    np.testing.assert_array_equal(corr.inside, np.mean([v > 0 for v in volumes], 0) > 0.5)
     assert corr.count.tolist() == [int(np.isfinite(held[:, 0]).sum()),
                                    int(np.isfinite(held[:, 1]).sum())]
     for j, snp in enumerate(("sig", "null")):

@@ -136,6 +136,21 @@ class GenotypeCorrelation:
         self._a: list[np.ndarray | None] = [None] * len(self.snps)
         self._aa: list[np.ndarray | None] = [None] * len(self.snps)
         self._shift: list[np.ndarray | None] = [None] * len(self.snps)
+        self._support: np.ndarray | None = None
+        self._volumes = 0
+
+    def add_brain(self, brain: np.ndarray) -> None:
+        """Count one subject's brain voxels (the maps' mask is where most subjects have
+        brain)."""
+        brain = np.asarray(brain, bool)
+        self._support = brain.astype(np.int32) if self._support is None else \
+            self._support + brain
+        self._volumes += 1
+
+    @property
+    def inside(self) -> np.ndarray | None:
+        """Voxels inside the brain of more than half the subjects added (or None)."""
+        return None if self._support is None else self._support > 0.5 * self._volumes
 
     def add(self, j: int, attribution: np.ndarray, dosage: float) -> None:
         """Add one subject's attribution map for head ``j`` with its dosage."""
@@ -205,6 +220,8 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
     counts: dict[str, dict[str, int]] = {s: {} for s in snps}
     for i, volume in enumerate(volumes):
         brain = volume > 0
+        if correlation is not None:
+            correlation.add_brain(brain)
         for j, snp in enumerate(snps):
             raw = attribute(model, volume, j, method=method, **kwargs)
             if correlation is not None:

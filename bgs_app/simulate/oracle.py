@@ -9,7 +9,8 @@ import numpy as np
 
 
 def truth_model_grid(study: Path, out: Path, resolution: float, template: str
-                     = "MNI152NLin2009aSym", nprocs: int = 1) -> Path:
+                     = "MNI152NLin2009aSym", nprocs: int = 1,
+                     participants: list[str] | None = None) -> Path:
     """Model-grid images made from the simulation's *true* brain masks and transforms,
     written where the participant level would put them.
 
@@ -32,6 +33,8 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
         Template name written in the ``space-`` entity.
     nprocs : int
         Images made in parallel (processes).
+    participants : list of str, optional
+        Only these participants (``sub-`` labels); default: all.
 
     Returns
     -------
@@ -41,6 +44,9 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
     from concurrent.futures import ProcessPoolExecutor
 
     t1ws = sorted(Path(study).glob("sub-*/anat/*_T1w.nii.gz"))
+    if participants is not None:
+        keep = set(participants)
+        t1ws = [t for t in t1ws if t.name.split("_")[0] in keep]
     tasks = [(t1w, Path(study), Path(out), float(resolution), template) for t1w in t1ws]
     if nprocs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(min(nprocs, len(tasks))) as pool:
@@ -58,6 +64,7 @@ def _one_image(task: tuple) -> Path:
     from scipy.ndimage import map_coordinates
 
     from bgs_app.templates import model_grid
+    from bgs_app.utils.atomic import save_nifti
 
     t1w, study, out, resolution, template = task
     shape, affine = model_grid(resolution)
@@ -77,6 +84,5 @@ def _one_image(task: tuple) -> Path:
     values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
     dest = out / sub / "anat" / (f"{sub}_space-{template}_res-{resolution:g}_desc-model"
                                  "_T1w.nii.gz")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    nb.Nifti1Image(values, affine).to_filename(dest)
-    return dest
+    # Atomic: a killed run must not leave a half-written image for the group level.
+    return save_nifti(nb.Nifti1Image(values, affine), dest)
