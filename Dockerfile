@@ -1,7 +1,8 @@
 # bgs_app — brain-genotype scores from T1-weighted MRI (a BIDS-App).
 #
 # Build (the wheelhouse makes the build independent of any package index):
-#     make wheelhouse                      # wheelhouse/: bgs_app and every dependency
+#     make wheelhouse                      # wheelhouse/: bgs_app and every dependency at
+#                                          # the versions of requirements/lock.txt
 #     docker build -t bgs_app:0.1.0 .      # podman: podman build --format docker ...
 #                                          # (its default OCI format drops SHELL)
 #
@@ -47,8 +48,9 @@ RUN --mount=type=secret,id=ca_bundle,target=/run/secrets/ca_bundle \
 COPY wheelhouse/ /tmp/wheelhouse/
 RUN python3 -m venv /opt/bgs_app/venv \
     && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
-        "torch==${TORCH_VERSION}" \
-    && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse bgs_app \
+        -c /tmp/wheelhouse/lock.txt "torch==${TORCH_VERSION}" \
+    && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
+        -c /tmp/wheelhouse/lock.txt bgs_app \
     && /opt/bgs_app/venv/bin/pip check \
     && find /opt/bgs_app/venv -name "__pycache__" -prune -exec rm -rf {} + \
     && rm -rf /tmp/wheelhouse

@@ -13,16 +13,35 @@ TORCH_INDEX ?=
 # A CUDA image: make wheelhouse TORCH_INDEX=https://download.pytorch.org/whl/cu128 TORCH_LOCAL=cu128
 TORCH_LOCAL ?= cpu
 
-.PHONY: install test test-slow demo lint clean docs wheelhouse
+# Every dependency at the version last tested (make lock refreshes it).
+LOCK := requirements/lock.txt
+LOCK_VENV := .lock-venv
+
+.PHONY: install test test-slow demo lint clean docs wheelhouse lock
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# torch first and alone: pip then takes the CPU build on this machine's disk; a torch
+# pulled in as a dependency could be PyPI's CUDA build (gigabytes).
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test,docs]'
+	$(BIN)/pip install -c $(LOCK) pip
+	$(BIN)/pip install -c $(LOCK) torch==$(TORCH_VERSION)
+	$(BIN)/pip install -c $(LOCK) -e '.[test,docs]'
 	touch $(STAMP)
+
+# Resolve the dependencies anew in a fresh environment and record every version in the
+# lock (then run make test before committing it).
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PY) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --upgrade pip
+	$(LOCK_VENV)/bin/pip install torch==$(TORCH_VERSION)
+	$(LOCK_VENV)/bin/pip install '.[test,docs]'
+	{ sed -n '/^#/p' $(LOCK); $(LOCK_VENV)/bin/pip freeze --all --exclude bgs_app \
+	  | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
@@ -47,8 +66,10 @@ docs: install
 # container build (Dockerfile) installs with --no-index.
 wheelhouse: install
 	rm -rf wheelhouse
-	$(BIN)/pip wheel --wheel-dir wheelhouse $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+	$(BIN)/pip wheel --wheel-dir wheelhouse -c $(LOCK) \
+	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
 	  torch==$(TORCH_VERSION)$(if $(TORCH_LOCAL),+$(TORCH_LOCAL)) .
+	cp $(LOCK) wheelhouse/lock.txt
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info wheelhouse docs/_build
+	rm -rf $(VENV) $(LOCK_VENV) $(DEMO_DIR) build dist *.egg-info wheelhouse docs/_build

@@ -131,6 +131,7 @@ else
   log "wheelhouse/ exists: refreshing the bgs_app wheel only"
   rm -f wheelhouse/bgs_app-*.whl
   "$PY" -m pip wheel --no-deps --wheel-dir wheelhouse . >/dev/null
+  cp requirements/lock.txt wheelhouse/lock.txt
   step_done
 fi
 ls wheelhouse/bgs_app-"$VERSION"-*.whl >/dev/null || die "no bgs_app $VERSION wheel in wheelhouse/"
