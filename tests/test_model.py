@@ -87,6 +87,15 @@ def test_store_refuses_mixed_grids(tmp_path):
 
 
 TINY = (4, 8, 8, 8, 8, 4)
+#: The network the learning tests train. With TINY, one training seed in eight left
+#: every unit dead (constant scores); with these widths, 12 of 12 seeds learnt (held-out
+#: r of the causal SNP 0.78-1.00, saliency AUC 0.96-1.00; null SNP |r| <= 0.34), so the
+#: assertions below hold with margin on other library versions and CPUs, which change
+#: the training trajectory as a new seed does.
+LEARNER = (8, 16, 16, 16, 16, 8)
+#: Store rows: 48 training, 12 validation, 36 held out (so that a null SNP's held-out r
+#: exceeds 0.5 by chance with probability about 0.002).
+TRAIN, VAL, TEST = np.arange(0, 48), np.arange(48, 60), np.arange(60, 96)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +104,7 @@ def signal_store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("signal")
     shape, affine = model_grid(4.0)
     rng = np.random.default_rng(0)
-    n = 72
+    n = 96
     dosages = np.stack([rng.binomial(2, 0.4, n), rng.binomial(2, 0.4, n)], 1).astype(
         np.float32)
     dosages[rng.random((n, 2)) < 0.05] = np.nan
@@ -113,12 +122,13 @@ def signal_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_sig(signal_store, tmp_path_factory):
-    """The tiny SFCN trained on the signal store (rows 0-47 train, 48-59 val)."""
+    """A small SFCN trained on the signal store (rows 0-47 train, 48-59 val)."""
     from bgs_app.model.train import TrainConfig, train_model
 
     store, dosages, _ = signal_store
-    train, val = np.arange(0, 48), np.arange(48, 60)
-    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, channels=TINY, dropout=0.1, seed=1)
+    train, val = TRAIN, VAL
+    cfg = TrainConfig(epochs=8, batch_size=8, lr=3e-3, channels=LEARNER, dropout=0.1,
+                      seed=1)
     out = tmp_path_factory.mktemp("trained") / "run"
     model, log = train_model(store, train, dosages[train], val, dosages[val],
                              ["sig", "null"], out, cfg)
@@ -132,28 +142,29 @@ def test_training_learns_the_causal_snp_not_the_null(signal_store, trained_sig):
     from bgs_app.stats.metrics import genotype_metrics
 
     store, dosages, _ = signal_store
-    test = np.arange(60, 72)
+    test = TEST
     model, log, out = trained_sig
     assert len(log) >= 1 and {"val_auc_sig", "val_auc_null"} <= set(log.columns)
     assert training_curves(log).startswith("data:image/png;base64,")
     probs = predict(model, StoreDataset(store, test, dosages[test]))
     sig = genotype_metrics(dosages[test, 0], probs[:, 0])
     null = genotype_metrics(dosages[test, 1], probs[:, 1])
-    assert sig["r_dosage"] > 0.7, sig
-    assert abs(null["r_dosage"]) < 0.6, null
+    assert sig["r_dosage"] > 0.6, sig
+    # A statistical bound: |r| > 0.5 over 34 held-out calls has p = 0.002 under the null.
+    assert abs(null["r_dosage"]) < 0.5, null
 
 
 def test_scores_and_saliency_point_at_the_signal_region(signal_store, trained_sig):
-    """Scores equal the training-time predictions; every saliency method finds the region
-    that carries the signal (voxelwise AUC), while the null SNP's maps do not."""
+    """Scores equal the training-time predictions and rise with the signal; every
+    saliency method finds the region that carries the signal (voxelwise AUC)."""
     from bgs_app.model.dataset import StoreDataset
-    from bgs_app.model.saliency import attribute, group_saliency, map_auc, region_table
+    from bgs_app.model.saliency import group_saliency, map_auc, region_table
     from bgs_app.model.scores import predict_volumes, scores_frame, scores_long, scores_wide
     from bgs_app.model.train import predict
 
     store, dosages, _ = signal_store
     model = trained_sig[0]
-    test = np.arange(60, 72)
+    test = TEST
     volumes = [store[int(i)] for i in test]
     probs = predict_volumes(model, volumes, batch_size=5)
     np.testing.assert_allclose(probs, predict(model, StoreDataset(store, test, dosages[test])),
@@ -166,17 +177,18 @@ def test_scores_and_saliency_point_at_the_signal_region(signal_store, trained_si
     assert scores_wide(long).shape == (len(test), 2)
     truth = np.zeros(store.grid["shape"], np.float32)
     truth[10:20, 12:24, 10:20] = 1.0
+    # One more allele's worth of signal raises the causal SNP's score (measured 0.11-0.54
+    # alleles over 12 training seeds). The null head reads the same trunk, so its score
+    # may move too, by chance in either direction (-0.14 to 0.17): nothing is asserted.
+    brighter = predict_volumes(model, [v + 0.4 * truth for v in volumes])
+    gain = (brighter[..., 1] + 2 * brighter[..., 2]) - (probs[..., 1] + 2 * probs[..., 2])
+    assert gain[:, 0].mean() > 0.03, gain.mean(0)
     brain = np.ones_like(truth)
     for method, kwargs in (("gradient", {}), ("integrated_gradients", {"n_steps": 8}),
                            ("smoothgrad", {"nt_samples": 4})):
-        maps = group_saliency(model, volumes[:4], ["sig", "null"], method=method, **kwargs)
+        maps = group_saliency(model, volumes[:12], ["sig", "null"], method=method, **kwargs)
         sig_auc = map_auc(maps["sig"]["all"], truth, brain)
-        assert sig_auc >= 0.8, (method, sig_auc)
-        # The heads share the trunk, so the null head's (normalised) map may look at the
-        # same features; what differs is how much its score moves with them.
-        raw = {j: np.abs(attribute(model, volumes[0], j, method=method, **kwargs))
-               for j in (0, 1)}
-        assert raw[0][truth > 0].mean() > 3 * raw[1][truth > 0].mean(), method
+        assert sig_auc >= 0.85, (method, sig_auc)  # measured 0.96-1.00 over 12 seeds
     atlas = np.zeros(truth.shape, np.int32)
     atlas[10:20, 12:24, 10:20] = 2
     atlas[25:35, 25:35, 25:35] = 1
@@ -297,9 +309,11 @@ def test_killed_training_resumes_to_identical_weights(signal_store, tmp_path):
 
 def test_bundle_round_trip_and_refusals(tmp_path):
     import json
+    import shutil
+    import subprocess
 
     from bgs_app.interfaces.modelgrid import grid_metadata
-    from bgs_app.model.bundle import load_bundle, save_bundle
+    from bgs_app.model.bundle import load_bundle, read_bundle, save_bundle
 
     torch.manual_seed(0)
     model = SFCN(2, channels=TINY).eval()
@@ -312,16 +326,66 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert meta["snps"][0] == {"snp": "rs1", "counted_allele": "A"}
+    assert read_bundle(folder) == meta
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.pkl"))
+    if shutil.which("sha256sum"):  # the manifest is sha256sum's format
+        check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=folder,
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
     with pytest.raises(BgsError, match="trained on Resolution 4.0"):
         load_bundle(folder, expect_grid=grid_metadata(2.0, "MNI152NLin2009aSym"))
     with pytest.raises(BgsError, match="trained on Template"):
         load_bundle(folder, expect_grid=grid_metadata(4.0, "custom"))
-    data = bytearray((folder / "weights.safetensors").read_bytes())
-    data[-5] ^= 0xFF
-    (folder / "weights.safetensors").write_bytes(bytes(data))
-    with pytest.raises(BgsError, match="do not match the checksum"):
+    pristine = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def damaged(name, edit):
+        for key, data in pristine.items():
+            (folder / key).write_bytes(data)
+        edit(folder / name)
+
+    # Every file is covered by the manifest: a renamed SNP or swapped allele is refused.
+    damaged("model.json", lambda p: p.write_text(p.read_text().replace('"rs2"', '"rs9"')))
+    with pytest.raises(BgsError, match="model.json does not match its SHA-256"):
+        read_bundle(folder)
+    damaged("model.json", lambda p: p.write_text(p.read_text().replace('"G"', '"T"')))
+    with pytest.raises(BgsError, match="model.json does not match"):
+        read_bundle(folder)
+
+    def flip(p):
+        data = bytearray(p.read_bytes())
+        data[-5] ^= 0xFF
+        p.write_bytes(bytes(data))
+
+    damaged("weights.safetensors", flip)
+    with pytest.raises(BgsError, match="weights.safetensors does not match its SHA-256"):
         load_bundle(folder)
+    damaged("SHA256SUMS", lambda p: p.unlink())
+    with pytest.raises(BgsError, match="no SHA256SUMS manifest"):
+        read_bundle(folder)
+
+    # Fields that cannot describe a network are refused with the field's name (the
+    # manifest is rewritten, as someone editing a bundle by hand would).
+    def edited(change):
+        def edit(p):
+            meta = json.loads(p.read_text())
+            change(meta)
+            p.write_text(json.dumps(meta))
+            from bgs_app.utils.hashing import file_sha256
+
+            (folder / "SHA256SUMS").write_text("".join(
+                f"{file_sha256(folder / n)}  {n}\n" for n in ("model.json",
+                                                               "weights.safetensors")))
+        return edit
+
+    for change, message in (
+            (lambda m: m.pop("architecture"), "no 'architecture'"),
+            (lambda m: m["architecture"].update(n_snps="two"), "n_snps must be a positive"),
+            (lambda m: m["architecture"].update(channels=[4, 8.5]), "channels must be"),
+            (lambda m: m.update(snps=m["snps"][:1]), "lists 1 SNPs for a network with 2"),
+            (lambda m: m.pop("grid"), "'grid' must give")):
+        damaged("model.json", edited(change))
+        with pytest.raises(BgsError, match=message):
+            read_bundle(folder)
     (folder / "model.json").write_text(json.dumps({"bundle_format": 99}))
     with pytest.raises(BgsError, match="unknown bundle format"):
         load_bundle(folder)
