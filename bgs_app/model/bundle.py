@@ -5,6 +5,13 @@
                          normalisation, training summary, per-SNP test metrics,
                          package version, and the SHA-256 of the weights
 ``training_log.tsv``     one row per epoch (copied from training, when given)
+``SHA256SUMS``           the manifest: the SHA-256 of every other file, in the format of
+                         ``sha256sum`` (``sha256sum -c SHA256SUMS`` checks a copy), written
+                         last, so a bundle without it is incomplete
+
+:func:`read_bundle` checks a bundle (manifest, ``model.json`` fields, grid) without
+torch, so that a process that forks workers afterwards (Nipype's MultiProc) never
+starts torch's thread pool; :func:`load_bundle` also builds the network.
 """
 
 from __future__ import annotations
@@ -15,14 +22,16 @@ from pathlib import Path
 
 from bgs_app import __version__
 from bgs_app.errors import BgsError
-from bgs_app.model.network import SFCN
-from bgs_app.utils.atomic import atomic_path, write_json
+from bgs_app.utils.atomic import atomic_path, write_json, write_text
 from bgs_app.utils.hashing import file_sha256
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+MANIFEST = "SHA256SUMS"
+#: Files every bundle has (the manifest must list them).
+REQUIRED = ("model.json", "weights.safetensors")
 
 
-def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
+def save_bundle(model, folder: str | Path, *, snps: list[str],
                 counted_alleles: dict[str, str], grid: dict, training: dict | None = None,
                 metrics: list[dict] | None = None, training_log: str | Path | None = None
                 ) -> Path:
@@ -30,7 +39,7 @@ def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
 
     Parameters
     ----------
-    model : SFCN
+    model : bgs_app.model.network.SFCN
     folder : path-like
     snps : list of str
         SNPs in head order.
@@ -53,12 +62,16 @@ def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until the manifest is back
     weights = folder / "weights.safetensors"
     with atomic_path(weights) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp))
+    files = list(REQUIRED)
     if training_log is not None:
-        shutil.copyfile(training_log, folder / "training_log.tsv")
+        with atomic_path(folder / "training_log.tsv") as tmp:
+            shutil.copyfile(training_log, tmp)
+        files.append("training_log.tsv")
     write_json(folder / "model.json", {
         "bundle_format": BUNDLE_FORMAT, "bgs_app_version": __version__,
         "architecture": {"name": "SFCN", "channels": list(model.channels),
@@ -67,12 +80,87 @@ def save_bundle(model: SFCN, folder: str | Path, *, snps: list[str],
         "grid": grid, "training": training or {}, "test_metrics": metrics or [],
         "weights_sha256": file_sha256(weights),
     })
+    write_text(folder / MANIFEST, "".join(f"{file_sha256(folder / name)}  {name}\n"
+                                          for name in sorted(files)))
     return folder
 
 
-def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
-                ) -> tuple[SFCN, dict]:
-    """Load a model bundle, checking it before use.
+def _fail(folder: Path, what: str) -> BgsError:
+    return BgsError(f"{folder}: {what}; the bundle is damaged or was edited: get it again "
+                    "(or retrain it)")
+
+
+def _check_manifest(folder: Path) -> None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise _fail(folder, f"no {MANIFEST} manifest (an incomplete bundle, or one made by "
+                            "an older bgs_app)")
+    listed = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise _fail(folder, f"{MANIFEST} has a malformed line {line.strip()!r}")
+        listed[parts[1].lstrip("*")] = parts[0].lower()
+    missing = [name for name in REQUIRED if name not in listed]
+    if missing:
+        raise _fail(folder, f"{MANIFEST} does not list {', '.join(missing)}")
+    for name, digest in listed.items():
+        target = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise _fail(folder, f"{MANIFEST} names a file outside the bundle ({name})")
+        if not target.is_file():
+            raise _fail(folder, f"{name}, listed in {MANIFEST}, is missing")
+        if file_sha256(target) != digest:
+            raise _fail(folder, f"{name} does not match its SHA-256 in {MANIFEST} "
+                                "(modified or corrupt)")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(folder: Path, meta) -> None:
+    """Refuse a ``model.json`` whose fields cannot describe a network."""
+    if not isinstance(meta, dict):
+        raise _fail(folder, "model.json is not a JSON object")
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict):
+        raise _fail(folder, "model.json has no 'architecture'")
+    if arch.get("name", "SFCN") != "SFCN":
+        raise _fail(folder, f"unknown architecture {arch.get('name')!r} in model.json")
+    channels = arch.get("channels")
+    if (not isinstance(channels, list) or len(channels) < 2
+            or not all(_is_int(c) and c > 0 for c in channels)):
+        raise _fail(folder, f"architecture.channels must be a list of at least two positive "
+                            f"integers, not {channels!r}")
+    if not _is_int(arch.get("n_snps")) or arch["n_snps"] < 1:
+        raise _fail(folder, f"architecture.n_snps must be a positive integer, not "
+                            f"{arch.get('n_snps')!r}")
+    dropout = arch.get("dropout", 0.5)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not (
+            0 <= dropout < 1):
+        raise _fail(folder, f"architecture.dropout must be a number in [0, 1), not "
+                            f"{dropout!r}")
+    snps = meta.get("snps")
+    if (not isinstance(snps, list) or not all(isinstance(s, dict) and isinstance(
+            s.get("snp"), str) and s["snp"] for s in snps)):
+        raise _fail(folder, "model.json 'snps' must be a list of {\"snp\": name, "
+                            "\"counted_allele\": allele} entries")
+    if len(snps) != arch["n_snps"]:
+        raise _fail(folder, f"model.json lists {len(snps)} SNPs for a network with "
+                            f"{arch['n_snps']} heads")
+    names = [s["snp"] for s in snps]
+    if len(set(names)) != len(names):
+        raise _fail(folder, "model.json lists a SNP twice")
+    grid = meta.get("grid")
+    if not isinstance(grid, dict) or not {"Template", "Resolution", "Shape", "Affine"} <= set(
+            grid):
+        raise _fail(folder, "model.json 'grid' must give Template, Resolution, Shape and "
+                            "Affine")
+
+
+def read_bundle(folder: str | Path, *, expect_grid: dict | None = None) -> dict:
+    """Check a model bundle and return its ``model.json``, without importing torch.
 
     Parameters
     ----------
@@ -83,19 +171,15 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
 
     Returns
     -------
-    model : SFCN
-        In evaluation mode.
-    meta : dict
+    dict
         ``model.json``.
 
     Raises
     ------
     BgsError
-        Missing files, tampered weights, an unknown format, or another grid.
+        Not a bundle, a file that does not match the manifest, an unknown format,
+        fields that cannot describe a network, or another grid.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     meta_path, weights = folder / "model.json", folder / "weights.safetensors"
     if not meta_path.is_file() or not weights.is_file():
@@ -103,15 +187,19 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
                        "weights.safetensors are needed)")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BgsError(f"{meta_path}: not valid JSON ({err})") from err
-    if meta.get("bundle_format") != BUNDLE_FORMAT:
-        raise BgsError(f"{folder}: unknown bundle format {meta.get('bundle_format')!r}")
+    if not isinstance(meta, dict) or meta.get("bundle_format") != BUNDLE_FORMAT:
+        found = meta.get("bundle_format") if isinstance(meta, dict) else None
+        raise BgsError(f"{folder}: unknown bundle format {found!r} (this bgs_app reads "
+                       f"format {BUNDLE_FORMAT})")
+    _check_manifest(folder)
     if file_sha256(weights) != meta.get("weights_sha256"):
         raise BgsError(f"{weights}: the weights do not match the checksum in model.json "
                        "(modified or corrupt); get the bundle again")
+    _check_fields(folder, meta)
     if expect_grid is not None:
-        grid = meta.get("grid", {})
+        grid = meta["grid"]
         for key in ("Template", "Resolution", "Shape"):
             if grid.get(key) != expect_grid.get(key):
                 raise BgsError(
@@ -119,6 +207,37 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
                     f"images are on {expect_grid.get(key)!r}; rerun the participant level "
                     f"with --resolution {grid.get('Resolution')} and --template "
                     f"{grid.get('Template')}")
+    return meta
+
+
+def load_bundle(folder: str | Path, *, expect_grid: dict | None = None):
+    """Load a model bundle, checking it before use (see :func:`read_bundle`).
+
+    Parameters
+    ----------
+    folder : path-like
+    expect_grid : dict, optional
+        See :func:`read_bundle`.
+
+    Returns
+    -------
+    model : bgs_app.model.network.SFCN
+        In evaluation mode.
+    meta : dict
+        ``model.json``.
+
+    Raises
+    ------
+    BgsError
+        As :func:`read_bundle`, and weights that do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from bgs_app.model.network import SFCN
+
+    meta = read_bundle(folder, expect_grid=expect_grid)
+    weights = Path(folder) / "weights.safetensors"
     arch = meta["architecture"]
     model = SFCN(int(arch["n_snps"]), channels=tuple(arch["channels"]),
                  dropout=float(arch.get("dropout", 0.5)))
@@ -128,7 +247,6 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None
     except (SafetensorError, RuntimeError) as err:
         raise BgsError(f"{weights}: cannot load the weights ({err})") from err
     return model.eval(), meta
-
 
 
 def bundle_summary(folder: str | Path, meta: dict) -> dict:
