@@ -25,7 +25,9 @@ DEFAULT_TEMPLATE = "MNI152NLin2009aSym"
 
 
 def _default_nprocs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from bgs_app.utils.processes import usable_cpus
+
+    return usable_cpus()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Config:
     template_mask: Path | None = None
     registration: str = "syn"
     sloppy: bool = False
+    skip_plausibility_checks: bool = False
     use_plugin: Path | None = None
     seed: int = 0
     model: Path | None = None
@@ -133,8 +136,11 @@ class Config:
 
     @property
     def threads_per_process(self) -> int:
-        """Threads each process may use (``--omp-nthreads``, else all of ``--nprocs``)."""
-        return self.omp_nthreads or self.nprocs
+        """Threads each process may use (``--omp-nthreads``, else all of ``--nprocs``),
+        at most the CPUs this process may run on."""
+        from bgs_app.utils.processes import usable_cpus
+
+        return min(self.omp_nthreads or self.nprocs, usable_cpus())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (paths as strings, tuples as lists, unset values left out)."""
@@ -241,4 +247,25 @@ def read_bids_filters(path: Path) -> dict[str, dict]:
         raise UsageError(
             f"BIDS filter file {path}: unknown data type(s) {', '.join(sorted(unknown))}; "
             "bgs_app reads 't1w'")
+    for kind, query in filters.items():
+        for key in query:
+            if key in SELECTION_KEYS:
+                raise UsageError(
+                    f"BIDS filter file {path}: '{kind}' has a {key!r} key; choose "
+                    f"{key}s with {SELECTION_KEYS[key]} instead")
+            if key not in FILTER_ENTITIES:
+                raise UsageError(
+                    f"BIDS filter file {path}: '{kind}' filters on {key!r}, which is not a "
+                    f"BIDS entity pybids knows; use one of "
+                    f"{', '.join(sorted(FILTER_ENTITIES))}")
     return filters
+
+
+#: Keys of a BIDS filter query that select participants or sessions: the command line
+#: does that (a filter file with them would be silently overridden, or clash).
+SELECTION_KEYS = {"subject": "--participant-label", "session": "--session-label"}
+#: What a pybids query of the T1w images may filter on (pybids' BIDS entities).
+FILTER_ENTITIES = frozenset({
+    "acquisition", "ceagent", "reconstruction", "run", "part", "echo", "flip", "inv", "mt",
+    "task", "direction", "space", "chunk", "sample", "tracksys", "proc", "modality",
+    "suffix", "datatype", "extension", "scans"})

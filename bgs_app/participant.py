@@ -30,11 +30,30 @@ def select_inputs(config: Config):
     -------
     list of bgs_app.bids.T1wInput
     """
+    return select_participants(config)[1]
+
+
+def select_participants(config: Config):
+    """The selected participants and their T1w images.
+
+    Returns
+    -------
+    subjects : list of str
+        Participant labels (requested with ``--participant-label``, else all).
+    inputs : list of bgs_app.bids.T1wInput
+        Their T1w images; a participant may have none (see :func:`without_t1w`).
+    """
     layout = get_layout(config.bids_dir, config.bids_database_dir)
     subjects = select_subjects(layout, config.participant_label)
     inputs = collect_t1w(layout, subjects, config.session_label, config.bids_filters)
     LOGGER.info("Selected %d T1w image(s) of %d participant(s)", len(inputs), len(subjects))
-    return inputs
+    return subjects, inputs
+
+
+def without_t1w(subjects, inputs) -> list[str]:
+    """Participants of ``subjects`` that have no image in ``inputs``."""
+    found = {t.subject for t in inputs}
+    return [s for s in subjects if s not in found]
 
 
 def prepare_output(config: Config) -> None:
@@ -72,7 +91,8 @@ def run_participant_level(config: Config) -> int:
     runs the participant workflow (one branch per image); a failing subject is
     reported and does not stop the others.
     """
-    inputs = select_inputs(config)
+    subjects, inputs = select_participants(config)
+    missing = without_t1w(subjects, inputs)
     prepare_output(config)
     if config.boilerplate_only:
         path = write_boilerplate(config)
@@ -91,4 +111,14 @@ def run_participant_level(config: Config) -> int:
         return 0
     from bgs_app.workflows.execute import run_participant_workflow
 
-    return run_participant_workflow(config, inputs)
+    failures = {}
+    if missing:
+        what = ("no T1w image matched the query (check its anat/ folder, --session-label "
+                "and --bids-filter-file)")
+        if config.participant_label:  # asked for by name: a failure
+            failures = {f"sub-{label}": what for label in missing}
+        else:
+            LOGGER.warning("%d participant(s) have no T1w image and are skipped: %s",
+                           len(missing), ", ".join(f"sub-{m}" for m in missing[:20])
+                           + (" ..." if len(missing) > 20 else ""))
+    return run_participant_workflow(config, inputs, failures)

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         from bgs_app.log import setup_logging
 
         setup_logging(config.verbose, log_dir / f"bgs_app-{config.run_id}.log")
+        config = _bounded(config)
         config.write(log_dir)
         return dispatch(config)
     except BgsError as err:
@@ -58,6 +59,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bgs_app: unexpected error: {type(err).__name__}: {err}. The traceback is in "
               f"{crash}; please report it with that file.", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _bounded(config):
+    """``config`` with ``--nprocs`` and ``--omp-nthreads`` at most the usable CPUs."""
+    import dataclasses
+
+    from bgs_app.utils.processes import usable_cpus
+
+    cpus = usable_cpus()
+    changes = {}
+    for name, flag in (("nprocs", "--nprocs"), ("omp_nthreads", "--omp-nthreads")):
+        value = getattr(config, name)
+        if value is not None and value > cpus:
+            LOGGER.warning("%s %d is more than the %d CPU(s) this process may use; using %d",
+                           flag, value, cpus, cpus)
+            changes[name] = cpus
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def dispatch(config) -> int:
@@ -90,7 +108,7 @@ def _log_dir(output_dir: Path) -> Path:
 
 def _write_crash(log_dir: Path | None, err: BaseException) -> Path:
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    LOGGER.error(text)
+    LOGGER.debug(text)  # the run's log file; the console gets one line
     folder = log_dir if log_dir is not None else Path(tempfile.gettempdir())
     try:
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix="crash-", suffix=".txt",

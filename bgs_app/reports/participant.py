@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 
 import nibabel as nb
@@ -102,7 +103,8 @@ def build_participant_report(output_dir: Path, subject: str, template: str,
             branches.append(_branch(preproc.parent, stem, template))
         except (OSError, KeyError, ValueError) as err:
             branches.append({"name": stem, "ok": False})
-            failures = {**(failures or {}), stem: f"outputs incomplete: {err}"}
+            if stem not in (failures or {}):  # the failure's own reason comes first
+                failures = {**(failures or {}), stem: f"outputs incomplete: {err}"}
     errors = sorted((k, v) for k, v in (failures or {}).items()
                     if k == f"sub-{subject}" or k.startswith(f"sub-{subject}_"))
     for key, _ in errors:
@@ -147,12 +149,16 @@ def write_participant_reports(output_dir: Path, subjects: list[str], template: s
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
+        from bgs_app.utils.processes import die_with_parent
+
         # fork: the children need nothing re-imported (works from scripts, notebooks
         # and stdin alike); the parent runs no torch or ITK threads at this point.
         context = mp.get_context("fork" if "fork" in mp.get_all_start_methods()
                                  else None)
         try:
-            with ProcessPoolExecutor(max_workers=nprocs, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=nprocs, mp_context=context,
+                                     initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 results = list(pool.map(_one_report, tasks, chunksize=4))
         except (BrokenProcessPool, OSError) as err:
             LOGGER.warning("Parallel report writing failed (%s); writing them one by one",

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing as mp
 import os
 import re
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bgs_app.bids import T1wInput
+from nipype.pipeline.plugins.multiproc import MultiProcPlugin
+
+from bgs_app.bids import T1wInput, ensure_writable
 from bgs_app.config import Config
 from bgs_app.errors import EXIT_FAILURE, EXIT_SUCCESS
 from bgs_app.interfaces.io import read_record
 from bgs_app.utils.hashing import file_sha256
+from bgs_app.utils.processes import die_with_parent, usable_cpus
 from bgs_app.workflows.base import (
     branch_name,
+    branch_settings,
     expected_outputs,
     init_participant_wf,
     record_path,
@@ -30,9 +36,9 @@ BATCH_PER_PROCESS = 4
 def settings_of(config: Config, template_name: str,
                 scoring: ScoringOptions | None = None) -> dict:
     """The settings a branch's outputs depend on (recorded in its completion record)."""
-    return {"template": template_name, "resolution": config.resolution,
-            "registration": config.registration, "sloppy": config.sloppy,
-            **(scoring.settings() if scoring is not None else {})}
+    return branch_settings(template=template_name, resolution=config.resolution,
+                           registration=config.registration, sloppy=config.sloppy,
+                           seed=config.seed, scoring=scoring)
 
 
 def scoring_options(config: Config, template_name: str) -> ScoringOptions | None:
@@ -40,9 +46,9 @@ def scoring_options(config: Config, template_name: str) -> ScoringOptions | None
     if config.model is None:
         return None
     from bgs_app.interfaces.modelgrid import grid_metadata
-    from bgs_app.model.bundle import load_bundle
+    from bgs_app.model.bundle import read_bundle
 
-    _, meta = load_bundle(config.model, expect_grid=grid_metadata(config.resolution,
+    meta = read_bundle(config.model, expect_grid=grid_metadata(config.resolution,
                                                                   template_name))
     method = None if config.no_saliency else (config.saliency_method or "gradient")
     return ScoringOptions(model_dir=config.model, snps=tuple(s["snp"] for s in meta["snps"]),
@@ -89,8 +95,19 @@ def _crash_message(crash_dir: Path, name: str, since: float) -> str:
     return f"{message} (crash file: {best})"
 
 
-def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
-    """Build and run the participant workflow; report failures; return the exit code."""
+def run_participant_workflow(config: Config, inputs: list[T1wInput],
+                             failed_before: dict[str, str] | None = None) -> int:
+    """Build and run the participant workflow; report failures; return the exit code.
+
+    Parameters
+    ----------
+    config : Config
+    inputs : list of T1wInput
+        The images to process.
+    failed_before : dict, optional
+        ``{"sub-<label>": reason}`` of requested participants that could not even be
+        selected (no T1w image): reported with the failed images.
+    """
     from nipype import config as ncfg
     from nipype import logging as nlogging
 
@@ -106,9 +123,11 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
     crash_dir = config.output_dir / "logs" / "crash"
     started = time.time()
     failures: dict[str, str] = {}
+    unselected = dict(failed_before or {})
     if todo:
-        base = work_dir(config)
-        base.mkdir(parents=True, exist_ok=True)
+        base = ensure_writable(work_dir(config), "default work folder",
+                               "pass a writable work folder with -w (in a container: bind a "
+                               "writable host folder and pass its path)")
         crash_dir.mkdir(parents=True, exist_ok=True)
         ncfg.update_config({
             "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
@@ -125,7 +144,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
             # Failures are summarised at the end (crash files hold the tracebacks).
             logging.getLogger("nipype.workflow").setLevel(logging.CRITICAL)
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(config.threads_per_process)
-        plugin, plugin_args = _plugin(config)
+        plugin, plugin_args = _plugin(config, len(todo))
         progress = _Progress(todo)
         # Nipype's MultiProc calls gc.collect() before every submission; with pybids,
         # nilearn and torch loaded, each took 0.3 s (half the run time on small images).
@@ -152,11 +171,12 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
                 inputs=batch, output_dir=config.output_dir, bids_dir=config.bids_dir,
                 template=template, resolution=config.resolution,
                 registration=config.registration, sloppy=config.sloppy,
-                omp_nthreads=config.threads_per_process, scoring=scoring)
+                omp_nthreads=config.threads_per_process, scoring=scoring,
+                seed=config.seed, check_plausibility=not config.skip_plausibility_checks)
             wf.base_dir = str(base)
             try:
-                wf.run(plugin=plugin, plugin_args={**plugin_args,
-                                                   "status_callback": progress})
+                args = {**plugin_args, "status_callback": progress}
+                wf.run(plugin=plugin_runner(plugin, args), plugin_args=args)
             except RuntimeError as err:
                 LOGGER.debug("Nipype reported failures: %s", err)
                 if config.stop_on_first_crash:
@@ -166,14 +186,18 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput]) -> int:
                 failures[t1w.key] = _crash_message(crash_dir, branch_name(t1w), started)
     from bgs_app.reports.participant import write_participant_reports
 
-    write_participant_reports(config.output_dir, sorted({t.subject for t in inputs}),
-                              template.name, failures, nprocs=config.nprocs)
+    subjects = sorted({t.subject for t in inputs} | {k[4:] for k in unselected})
+    write_participant_reports(config.output_dir, subjects, template.name,
+                              {**failures, **unselected}, nprocs=config.nprocs)
     ok = len(inputs) - len(failures)
     LOGGER.info("Participant level finished in %.0f s: %d of %d image(s) succeeded "
                 "(%d skipped as complete)", time.time() - started, ok, len(inputs), len(done))
-    if failures:
-        summary = "\n".join(f"  {key}: {msg}" for key, msg in failures.items())
-        LOGGER.error("%d image(s) failed:\n%s", len(failures), summary)
+    if failures or unselected:
+        summary = "\n".join(f"  {key}: {msg}" for key, msg in {**unselected,
+                                                                **failures}.items())
+        LOGGER.error("%d image(s) failed%s:\n%s", len(failures),
+                     f" and {len(unselected)} requested participant(s) had no T1w image"
+                     if unselected else "", summary)
         return EXIT_FAILURE
     return EXIT_SUCCESS
 
@@ -205,7 +229,12 @@ class _Progress:
             LOGGER.warning("%s: failed at step %s", key, node.name)
 
 
-def _plugin(config: Config) -> tuple[str, dict]:
+def _plugin(config: Config, n_images: int = 1) -> tuple[str, dict]:
+    """The Nipype plugin and its arguments (``--use-plugin``, else by ``--nprocs``).
+
+    MultiProc gets at most as many processes as this process may use CPUs, and no more
+    than a few per image (one image has at most three steps that can run at once).
+    """
     if config.use_plugin is not None:
         from bgs_app.config import read_config_file
 
@@ -217,9 +246,46 @@ def _plugin(config: Config) -> tuple[str, dict]:
             raise UsageError(f"{config.use_plugin}: needs a 'plugin' key (e.g. SLURM, SGE, "
                              "MultiProc) and optional 'plugin_args'")
         return str(plugin), dict(spec.get("plugin_args", {}))
-    if config.nprocs == 1:
+    n_procs = min(config.nprocs, usable_cpus(), 3 * max(1, n_images))
+    if n_procs == 1:
         return "Linear", {}
-    args = {"n_procs": config.nprocs, "raise_insufficient": False}
+    args = {"n_procs": n_procs, "raise_insufficient": False}
     if config.mem_gb:
         args["memory_gb"] = config.mem_gb
     return "MultiProc", args
+
+
+def _worker_initializer(cwd: str, parent_pid: int) -> None:
+    from nipype.pipeline.plugins.multiproc import process_initializer
+
+    die_with_parent(parent_pid)
+    process_initializer(cwd)
+
+
+class BgsMultiProcPlugin(MultiProcPlugin):
+    """Nipype's MultiProc whose workers die with the main process.
+
+    After ``kill -9`` of the main process, MultiProc's workers would wait for work for
+    ever (they hold both ends of their task pipe). Here each asks the kernel to kill it
+    when its parent dies (:func:`bgs_app.utils.processes.die_with_parent`). The start
+    method is Nipype's (``mp_context`` in the plugin arguments; fork by default on
+    Linux): the main process never starts torch (model bundles are read without it),
+    so forked workers can use torch's thread pool.
+    """
+
+    def __init__(self, plugin_args=None):
+        super().__init__(plugin_args=plugin_args)
+        # No worker has started yet (they start at the first submission): replace the
+        # pool by one whose workers run our initializer.
+        self.pool.shutdown(wait=False)
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.processors, initializer=_worker_initializer,
+            initargs=(self._cwd, os.getpid()),
+            mp_context=mp.get_context(self.plugin_args.get("mp_context")))
+
+
+def plugin_runner(name: str, args: dict):
+    """What ``Workflow.run(plugin=...)`` gets: our MultiProc, else the plugin's name."""
+    if name == "MultiProc":
+        return BgsMultiProcPlugin(plugin_args=args)
+    return name
