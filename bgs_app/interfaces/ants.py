@@ -45,7 +45,7 @@ def n4_correct(in_file, mask_file, out_file, *, shrink_mm: float = 8.0,
 def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
              fixed_mask=None, fixed_mask_dilation: int = 0, moving_mask=None,
              moving_mask_dilation: int = 0, initial_transform=None,
-             sloppy: bool = False, coarse: bool = False) -> dict:
+             sloppy: bool = False, coarse: bool = False, seed: int = 0) -> dict:
     """Register ``moving`` (subject) to ``fixed`` (template) with antspyx.
 
     Parameters
@@ -67,6 +67,10 @@ def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
         Fewer iterations, for tests.
     coarse : bool
         Stop the affine stage at half the registration resolution (a first pass).
+    seed : int
+        Seed of the metric's random sampling (through ``ANTS_RANDOM_SEED``; see
+        :func:`ants_seed`): the same seed and inputs, on one thread, give the same
+        transform.
 
     Returns
     -------
@@ -102,6 +106,7 @@ def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
                       syn_metric="mattes", flow_sigma=3, total_sigma=0)
     else:
         raise ValueError(f"unknown transform {transform!r}")
+    os.environ["ANTS_RANDOM_SEED"] = str(ants_seed(seed))
     result = ants.registration(
         fixed, moving, type_of_transform=transform, mask=mask,
         initial_transform=str(initial_transform) if initial_transform else None,
@@ -113,6 +118,15 @@ def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
     inverse = [_own_copy(p, out_prefix) for p in inverse]
     invert = [p.endswith(".mat") for p in inverse]
     return {"forward": forward, "inverse": inverse, "inverse_invert": invert}
+
+
+def ants_seed(seed: int) -> int:
+    """ANTs' random seed for bgs_app's ``--seed``: a positive 32-bit integer.
+
+    ANTs takes a seed of 0 to mean "seed from the clock", so ``--seed 0`` (the default)
+    must not reach it as 0.
+    """
+    return int(seed) % 2_147_483_646 + 1
 
 
 def _own_copy(path: str, prefix) -> str:
@@ -145,6 +159,8 @@ def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: flo
     1 mm); its posteriors are interpolated back to the native grid and renormalised
     inside the mask. Without priors (a user template without tissue maps), classes
     are initialised by k-means and ordered by intensity (CSF < GM < WM on T1w).
+    Atropos's random number generator starts from its constant seed (``-r 0``), so the
+    same inputs give the same segmentation.
     With ``prior_transforms`` the priors are template-space maps, brought straight onto
     the working grid (cheaper than warping them to the native grid first).
 
@@ -179,11 +195,11 @@ def atropos_segment(in_file, mask_file, priors, out_prefix, *, prior_weight: flo
         norm = total.new_image_like(arr)
         init = [p / norm for p in work_priors]
         result = ants.atropos(a=work_img, x=work_mask, i=init, m="[0.1,1x1x1]",
-                              c=f"[{iterations},0]", priorweight=prior_weight)
+                              c=f"[{iterations},0]", priorweight=prior_weight, r=0)
         posteriors = list(result["probabilityimages"])
     else:
         result = ants.atropos(a=work_img, x=work_mask, i="Kmeans[3]", m="[0.1,1x1x1]",
-                              c=f"[{iterations},0]")
+                              c=f"[{iterations},0]", r=0)
         posteriors = list(result["probabilityimages"])
         data = work_img.numpy()
         means = [float((p.numpy() * data).sum() / max(p.numpy().sum(), 1e-6))
@@ -244,6 +260,7 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     initial_transform = File(exists=True)
     sloppy = traits.Bool(False, usedefault=True)
     coarse = traits.Bool(False, usedefault=True)
+    seed = traits.Int(0, usedefault=True, desc="seed of the metric sampling")
     num_threads = traits.Int(1, usedefault=True)
 
 
@@ -272,7 +289,8 @@ class Register(SimpleInterface):
                           os.path.join(runtime.cwd, "reg_"), transform=self.inputs.transform,
                           fixed_mask_dilation=self.inputs.fixed_mask_dilation,
                           moving_mask_dilation=self.inputs.moving_mask_dilation,
-                          sloppy=self.inputs.sloppy, coarse=self.inputs.coarse, **opt)
+                          sloppy=self.inputs.sloppy, coarse=self.inputs.coarse,
+                          seed=self.inputs.seed, **opt)
         self._results.update(forward_transforms=result["forward"],
                              inverse_transforms=result["inverse"],
                              inverse_invert=result["inverse_invert"])

@@ -23,6 +23,9 @@ MIN_FOV_MM = 110.0
 #: Brain centre in template world coordinates (RAS mm) and its height below the vertex.
 TEMPLATE_BRAIN_CENTRE = (0.0, -18.0, 18.0)
 VERTEX_TO_CENTRE_MM = 80.0
+#: Fewest distinct intensities of a T1w (a uint8 scan has up to 255; masks and label
+#: maps have a handful).
+MIN_DISTINCT_VALUES = 16
 
 
 class ImageCheckError(BgsError):
@@ -32,9 +35,14 @@ class ImageCheckError(BgsError):
 def load_t1w(in_file: str | os.PathLike, out_file: str | os.PathLike) -> dict:
     """Check a T1w image and write it reoriented to RAS as float32.
 
-    Checks: 3-D (a 4-D file with one volume is squeezed; more volumes are refused),
-    voxel sizes between 0.2 and 6 mm, a field of view of at least ``MIN_FOV_MM`` in
-    every direction (a partial field of view cannot hold a brain).
+    Checks: readable header and data (a truncated or corrupt file is named as such); a
+    finite, invertible affine; 3-D (a 4-D file with one volume is squeezed; more volumes
+    are refused); voxel sizes between 0.2 and 6 mm; a field of view of at least
+    ``MIN_FOV_MM`` in every direction (a partial field of view cannot hold a brain);
+    finite voxels (NaN or infinite values are refused, not zeroed); and an intensity
+    spread (a constant image, or one with a handful of values such as a mask, is
+    refused). Whether the image is a plausible T1w brain is checked after registration
+    (:mod:`bgs_app.interfaces.quality`).
 
     Parameters
     ----------
@@ -58,6 +66,12 @@ def load_t1w(in_file: str | os.PathLike, out_file: str | os.PathLike) -> dict:
         img = nb.load(in_file)
     except Exception as err:  # nibabel raises many types for broken files
         raise ImageCheckError(f"{name}: cannot read the image ({err})") from err
+    affine = np.asarray(img.affine, float)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise ImageCheckError(
+            f"{name}: the image's affine (its sform/qform orientation) is singular or not "
+            "finite, so its voxels have no position in space; fix the header (e.g. with "
+            "the scanner's converter, dcm2niix) and rerun")
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         img = img.slicer[..., 0]
@@ -75,12 +89,28 @@ def load_t1w(in_file: str | os.PathLike, out_file: str | os.PathLike) -> dict:
             "(e.g. with --bids-filter-file) or acquire a whole-brain T1w")
     orientation = "".join(nb.aff2axcodes(img.affine))
     ras = nb.as_closest_canonical(img)
-    data = np.asarray(ras.dataobj, dtype=np.float32)
-    if not np.isfinite(data).all():
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    try:
+        data = np.asarray(ras.dataobj, dtype=np.float32)
+    except Exception as err:  # EOFError, zlib.error, OSError, ValueError ...
+        raise ImageCheckError(f"{name}: cannot read the image data, the file is truncated or "
+                              f"corrupt ({type(err).__name__}: {err}); copy it again") from err
+    bad = int((~np.isfinite(data)).sum())
+    if bad:
+        raise ImageCheckError(
+            f"{name}: {bad} voxel(s) are NaN or infinite ({100 * bad / data.size:.2g} % of "
+            "the image); bgs_app does not guess their values: fix the image (or replace "
+            "them by 0 yourself if they lie outside the head)")
     data = np.clip(data, 0.0, None)
     if data.max() <= 0:
-        raise ImageCheckError(f"{name}: the image is empty")
+        raise ImageCheckError(f"{name}: the image is empty (no positive voxel)")
+    positive = data[data > 0]
+    low, high = np.percentile(positive, [1, 99])
+    distinct = np.unique(positive[:: max(1, positive.size // 200_000)]).size
+    if high <= low or distinct < MIN_DISTINCT_VALUES:
+        raise ImageCheckError(
+            f"{name}: the image has no intensity contrast ({distinct} distinct value(s), "
+            f"1st-99th percentile {low:g}-{high:g}): a constant image, a mask or a label map "
+            "is not a T1w")
     out = nb.Nifti1Image(data, ras.affine)
     out.header.set_xyzt_units("mm", "sec")
     out.to_filename(out_file)

@@ -15,20 +15,29 @@ from bgs_app.interfaces.idps import ComputeIDPs
 from bgs_app.interfaces.images import HeadMaskInit, LoadT1w
 from bgs_app.interfaces.masks import RefineMask
 from bgs_app.interfaces.modelgrid import ModelGridImage
+from bgs_app.interfaces.quality import PlausibilityCheck
 from bgs_app.interfaces.transforms import InvertAffine
 from bgs_app.templates import ATLAS_NAME, Template
 
 OUTPUTS = (
     "t1w_preproc", "head_mask", "brain_mask", "t1w2tpl_affine", "tpl2t1w_affine",
     "t1w2tpl_warp", "tpl2t1w_warp", "gm_probseg", "wm_probseg", "csf_probseg",
-    "atlas_dseg", "idps", "model_t1w",
+    "atlas_dseg", "idps", "model_t1w", "plausibility",
 )
+
+
+def _file_name(path: str) -> str:
+    import os
+
+    return os.path.basename(path)
 
 
 def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                          registration: str = "syn", sloppy: bool = False,
                          omp_nthreads: int = 1, participant_id: str = "sub-unknown",
-                         session_id: str = "", name: str = "anat_preproc_wf") -> pe.Workflow:
+                         session_id: str = "", seed: int = 0,
+                         check_plausibility: bool = True,
+                         name: str = "anat_preproc_wf") -> pe.Workflow:
     """Preprocess one T1w image: checks, N4, registration, mask, tissues, IDPs, model grid.
 
     Parameters
@@ -46,6 +55,14 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         Threads per node (ITK).
     participant_id, session_id : str
         Written in the IDP table.
+    seed : int
+        Seed of the registrations' metric sampling (Atropos uses its constant seed):
+        with one thread per process (``omp_nthreads=1``) the same inputs and seed give
+        byte-identical outputs (ANTs' multi-threaded metrics sum in thread order).
+    check_plausibility : bool
+        Fail an image whose brain or intracranial volume, or whose similarity to the
+        template after registration, is implausible (see
+        :mod:`bgs_app.interfaces.quality`); False measures without failing.
     name : str
         Workflow name.
 
@@ -73,6 +90,10 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         One-row TSV of tissue, intracranial and regional volumes.
     model_t1w
         The CNN's input: brain-extracted, affinely aligned, model box, mean-normalised.
+    plausibility
+        Brain-mask volume, eTIV and template similarity (``brain_ml``, ``etiv_ml``,
+        ``template_similarity``, ``problems``). ``idps`` and ``model_t1w`` are given only
+        for a plausible image (unless ``check_plausibility`` is False).
     """
     if registration not in ("syn", "affine"):
         raise ValueError("registration must be 'syn' or 'affine'")
@@ -95,6 +116,9 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         + "The CNN's input was the brain-extracted "
         f"image resampled through the affine transform into a {resolution:g} mm grid covering "
         "the brain and divided by its mean inside the brain mask."
+        + (" Images whose brain-mask or estimated intracranial volume was implausible, or "
+           "that correlated weakly with the template after registration, were excluded."
+           if check_plausibility else "")
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
@@ -106,7 +130,8 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                                   num_threads=omp_nthreads), name="n4", n_procs=omp_nthreads)
     reg_head = pe.Node(Register(fixed=str(template.t1w_reg), fixed_mask=str(template.mask_reg),
                                 fixed_mask_dilation=4, transform="Affine", sloppy=sloppy,
-                                coarse=True, num_threads=omp_nthreads), name="register_head",
+                                coarse=True, seed=seed, num_threads=omp_nthreads),
+                       name="register_head",
                        n_procs=omp_nthreads)
     mask_coarse = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
                                           out_name="mask_coarse.nii.gz",
@@ -115,7 +140,7 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     refine_coarse = pe.Node(RefineMask(), name="refine_coarse")
     reg_brain = pe.Node(Register(fixed=str(template.t1w_reg), fixed_mask=str(template.mask_reg),
                                  fixed_mask_dilation=2, moving_mask_dilation=3,
-                                 transform="Affine", sloppy=sloppy,
+                                 transform="Affine", sloppy=sloppy, seed=seed,
                                  num_threads=omp_nthreads), name="register_brain",
                         n_procs=omp_nthreads)
     invert = pe.Node(InvertAffine(), name="invert_affine")
@@ -138,6 +163,10 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         atlas.inputs.moving = str(template.atlas)
         idps.inputs.atlas_labels = str(template.atlas_labels)
     model = pe.Node(ModelGridImage(resolution=resolution), name="model_grid")
+    plausible = pe.Node(PlausibilityCheck(template_t1w=str(template.t1w),
+                                          template_mask=str(template.mask),
+                                          enabled=check_plausibility),
+                        name="plausibility")
 
     wf.connect([
         (inputnode, load, [("t1w", "in_file")]),
@@ -173,14 +202,18 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         (invert, outputnode, [("out_file", "tpl2t1w_affine")]),
         (atropos, outputnode, [("gm", "gm_probseg"), ("wm", "wm_probseg"),
                                ("csf", "csf_probseg")]),
-        (idps, outputnode, [("out_file", "idps")]),
-        (model, outputnode, [("out_file", "model_t1w")]),
+        (inputnode, plausible, [(("t1w", _file_name), "in_file")]),
+        (idps, plausible, [("out_file", "idps")]),
+        (model, plausible, [("out_file", "model_t1w")]),
+        (plausible, outputnode, [("idps", "idps"), ("model_t1w", "model_t1w"),
+                                 ("measures", "plausibility")]),
     ])
     if registration == "syn":
         reg_syn = pe.Node(Register(fixed=str(template.t1w_reg),
                                    fixed_mask=str(template.mask_reg), fixed_mask_dilation=2,
                                    moving_mask_dilation=3, transform="SyNOnly", sloppy=sloppy,
-                                   num_threads=omp_nthreads), name="register_syn",
+                                   seed=seed, num_threads=omp_nthreads),
+                          name="register_syn",
                           n_procs=omp_nthreads)
         wf.connect([
             (n4, reg_syn, [("out_file", "moving")]),

@@ -44,6 +44,15 @@ def record_path(output_dir: Path, t1w: T1wInput) -> Path:
     return Path(output_dir) / "logs" / "participant" / f"{branch_name(t1w)}.json"
 
 
+def branch_settings(*, template: str, resolution: float, registration: str, sloppy: bool,
+                    seed: int, scoring: ScoringOptions | None = None) -> dict:
+    """The settings a branch's outputs depend on (recorded in its completion record;
+    outputs made with other settings are stale)."""
+    return {"template": template, "resolution": resolution, "registration": registration,
+            "sloppy": sloppy, "seed": seed,
+            **(scoring.settings() if scoring is not None else {})}
+
+
 def provenance(t1w: T1wInput, settings: dict) -> dict:
     """What a branch's outputs depend on: the input's content and the settings."""
     return {"input": str(t1w.path), "input_sha256": file_sha256(t1w.path),
@@ -126,7 +135,8 @@ def _metadata(name: str, source: str, template: str, resolution: float,
 def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                        resolution: float, registration: str, sloppy: bool,
                        omp_nthreads: int, bids_dir: Path,
-                       scoring: ScoringOptions | None = None) -> pe.Workflow:
+                       scoring: ScoringOptions | None = None, seed: int = 0,
+                       check_plausibility: bool = True) -> pe.Workflow:
     """Preprocess one T1w image and write its derivatives (then its completion record).
 
     Parameters
@@ -143,6 +153,10 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
         The raw dataset (for ``Sources`` in sidecars).
     scoring : ScoringOptions, optional
         Score the model-grid image with a model bundle (and write saliency maps).
+    seed : int
+        Seed of the registrations (see :func:`init_anat_preproc_wf`).
+    check_plausibility : bool
+        See :func:`init_anat_preproc_wf`.
 
     Returns
     -------
@@ -154,7 +168,8 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
     anat = init_anat_preproc_wf(
         template=template, resolution=resolution, registration=registration, sloppy=sloppy,
         omp_nthreads=omp_nthreads, participant_id=f"sub-{t1w.subject}",
-        session_id=f"ses-{t1w.session}" if t1w.session else "")
+        session_id=f"ses-{t1w.session}" if t1w.session else "", seed=seed,
+        check_plausibility=check_plausibility)
     anat.inputs.inputnode.t1w = str(t1w.path)
     try:
         source = "bids:raw:" + t1w.path.relative_to(bids_dir).as_posix()
@@ -194,9 +209,9 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
         if meta:
             node.inputs.metadata = meta
         wf.connect(node, "out_file", merge, f"in{index}")
-    settings = {"template": template.name, "resolution": resolution,
-                "registration": registration, "sloppy": sloppy,
-                **(scoring.settings() if scoring is not None else {})}
+    settings = branch_settings(template=template.name, resolution=resolution,
+                               registration=registration, sloppy=sloppy, seed=seed,
+                               scoring=scoring)
     stamp = pe.Node(CompletionRecord(record=str(record_path(output_dir, t1w)),
                                      provenance={**provenance(t1w, settings),
                                                  "entities": ents}),
@@ -209,6 +224,7 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
                         template: Template, resolution: float = 2.0,
                         registration: str = "syn", sloppy: bool = False,
                         omp_nthreads: int = 1, scoring: ScoringOptions | None = None,
+                        seed: int = 0, check_plausibility: bool = True,
                         name: str = "bgs_app_participant_wf") -> pe.Workflow:
     """The participant level: one branch per T1w image.
 
@@ -225,6 +241,10 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
     omp_nthreads : int
     scoring : ScoringOptions, optional
         Score every image with a model bundle (``--model``).
+    seed : int
+        Seed of the registrations (``--seed``).
+    check_plausibility : bool
+        Fail implausible images (``--skip-plausibility-checks`` turns it off).
     name : str
 
     Returns
@@ -237,6 +257,7 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
         wf.add_nodes([init_single_t1w_wf(
             t1w=t1w, output_dir=output_dir, template=template, resolution=resolution,
             registration=registration, sloppy=sloppy, omp_nthreads=omp_nthreads,
-            bids_dir=bids_dir, scoring=scoring)])
+            bids_dir=bids_dir, scoring=scoring, seed=seed,
+            check_plausibility=check_plausibility)])
     return wf
 
