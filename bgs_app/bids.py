@@ -97,6 +97,29 @@ def check_paths(bids_dir: Path, output_dir: Path, work_dir: Path | None = None) 
         if resolved_work == resolved_in or resolved_in in resolved_work.parents:
             raise UsageError(f"the work folder {work_dir} is inside the input dataset; "
                              "choose a folder outside it")
+        ensure_writable(Path(work_dir), "work folder (-w)")
+
+
+def ensure_writable(folder: Path, what: str,
+                    hint: str = "give a writable folder (in a container: bind a writable "
+                                "host folder and pass its path)") -> Path:
+    """Create ``folder`` if needed and check that files can be written in it.
+
+    Raises
+    ------
+    UsageError
+        It cannot be created or written (the message names it and the fix).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".bgs_app-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"the {what} {folder} cannot be written ({err.strerror or err}); "
+                         f"{hint}") from err
+    return folder
 
 
 def validate_dataset(bids_dir: Path, *, executable: str = "bids-validator-deno") -> list[str]:

@@ -167,6 +167,60 @@ def _measures(config: Config) -> list[str]:
     return names
 
 
+def refuse_mixing(config: Config) -> None:
+    """Apply mode must not write into a folder that holds training results.
+
+    Raises
+    ------
+    UsageError
+        ``OUT_DIR/group`` holds a model trained there (``model/``, ``split.tsv``).
+    """
+    out = group_dir(config)
+    trained = [p for p in (out / "model", out / "split.tsv") if p.exists()]
+    if trained:
+        raise UsageError(
+            f"{out} holds the results of training ({', '.join(p.name for p in trained)}); "
+            "applying a model there would overwrite its scores, associations and report "
+            "with another analysis. Write apply-mode results to another output folder "
+            "(a second derivatives folder for this site)")
+
+
+def check_phenotypes(config: Config, participants: list[str]) -> None:
+    """Check every measure and covariate the run will test, before any training.
+
+    Raises
+    ------
+    UsageError
+        A column is not found, or a measure or covariate has no value for any of the
+        participants.
+    """
+    from bgs_app.stats import load_phenotypes
+
+    measures = _measures(config)
+    if not measures:
+        return
+    pheno, covs = load_phenotypes(config.bids_dir, measures, config.covariates,
+                                  nonlinear_age=config.nonlinear_age)
+    frames = [("measure", pheno)] + ([("covariate", covs)] if covs is not None else [])
+    for what, frame in frames:
+        present = frame.reindex(participants).notna().sum()
+        empty = [str(c) for c, n in present.items() if n == 0]
+        if empty:
+            raise UsageError(
+                f"{what}(s) {', '.join(empty)} have no value (all n/a or not numeric) for "
+                f"any of the {len(participants)} participant(s) with model-grid images; "
+                f"fill them in or leave them out (--phenotypes / --covariates)")
+        few = {str(c): int(n) for c, n in present.items() if 0 < n < MIN_ASSOCIATION_N}
+        if few:
+            LOGGER.warning("%s(s) with values for fewer than %d participants (their "
+                           "associations cannot be estimated): %s", what.capitalize(),
+                           MIN_ASSOCIATION_N, ", ".join(f"{k} ({v})" for k, v in few.items()))
+
+
+#: Fewest complete cases for which an association is estimated (stats.associate's min_n).
+MIN_ASSOCIATION_N = 10
+
+
 def run_group_level(config: Config) -> int:
     """Run the group level for ``config``; return the exit code."""
     from bgs_app.participant import prepare_output
@@ -192,9 +246,16 @@ def run_group_level(config: Config) -> int:
 
         LOGGER.info("Report written to %s", write_group_report(config, template.name, out))
         return 0
+    if config.model is not None:
+        refuse_mixing(config)
+    from bgs_app.bids import ensure_writable
+
+    ensure_writable(group_work_dir(config), "group work folder",
+                    "pass a writable work folder with -w")
     inputs = collect_inputs(config, template.name)
     LOGGER.info("Group level: %d model-grid image(s) of %d participant(s)",
                 len(inputs.images), inputs.images["participant_id"].nunique())
+    check_phenotypes(config, sorted(inputs.images["participant_id"].unique()))
     if config.model is not None:
         from bgs_app.group_apply import apply_model
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -156,34 +155,127 @@ def test_reports_only(participant_run):
     assert code == 0 and report.is_file()
 
 
-def test_killed_run_resumes_without_redoing_finished_subjects(tmp_path, participant_run):
-    bids = make_bids_tree(tmp_path / "ds", [])
-    for label in ("0001", "0002"):
-        src = participant_run["bids"] / f"sub-{label}/anat/sub-{label}_T1w.nii.gz"
-        dst = bids / f"sub-{label}/anat/sub-{label}_T1w.nii.gz"
-        dst.parent.mkdir(parents=True)
-        dst.write_bytes(src.read_bytes())
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie is dead, waiting to be reaped
+
+
+def _same_outputs(a: Path, b: Path, labels) -> None:
+    """Byte-identical NIfTI data and TSVs of the given participants."""
+    compared = 0
+    for label in labels:
+        for path in sorted((a / f"sub-{label}").rglob("*")):
+            other = b / path.relative_to(a)
+            if path.name.endswith(".nii.gz"):
+                x, y = np.asarray(nb.load(path).dataobj), np.asarray(nb.load(other).dataobj)
+                assert x.dtype == y.dtype and np.array_equal(x, y), path.name
+                compared += 1
+            elif path.suffix in (".tsv", ".mat"):
+                assert path.read_bytes() == other.read_bytes(), path.name
+                compared += 1
+    assert compared >= 10 * len(labels)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_kill_9_leaves_no_orphans_and_the_rerun_equals_an_uninterrupted_run(
+        tmp_path, participant_run):
+    """Same --seed, one thread per process: byte-identical outputs, even when the first
+    attempt is killed with SIGKILL part-way (its workers die with it) and resumed."""
+    labels = ("0001", "0002")
     out = tmp_path / "out"
-    args = [str(BIN / "bgs_app"), str(bids), str(out), "participant", "--nprocs", "1",
-            "--omp-nthreads", "2", "--sloppy", "--resolution", "4", "-w",
-            str(tmp_path / "work"), "--skip-bids-validation"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [str(BIN / "bgs_app"), str(participant_run["bids"]), str(out), "participant",
+            "--participant-label", *labels, "--nprocs", "2", "--omp-nthreads", "1",
+            "--sloppy", "--resolution", "4", "-w", str(tmp_path / "work"),
+            "--skip-bids-validation"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = out / "logs/participant"
     deadline = time.time() + 300
-    while time.time() < deadline and not list(first.glob("*.json")):
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
+    workers: set[int] = set()
+    # Mid-run: as soon as one image's nonlinear registration is done.
+    while time.time() < deadline and not list(
+            (tmp_path / "work").glob("**/register_syn/result_register_syn.pklz")):
+        workers |= set(_children(proc.pid))
+        time.sleep(0.2)
+    workers |= set(_children(proc.pid))
+    proc.send_signal(signal.SIGKILL)  # the main process only, not its process group
     proc.wait()
+    assert workers, "MultiProc started worker processes"
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "workers outlived the killed main process"
     finished = {p: p.stat().st_mtime for p in first.glob("*.json")}
-    assert len(finished) == 1, "the run was killed after exactly one subject finished"
+    assert len(finished) < 2, "the run was killed part-way"
     # Nothing half-written under a final name: no temporary files are left behind.
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
-    rerun = subprocess.run(args, capture_output=True, text=True)
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "skipped" in rerun.stderr
     assert {p: p.stat().st_mtime for p in finished} == finished
-    assert len(list(first.glob("*.json"))) == 2
+    # The fixture ran the same settings (seed 0) from scratch, in another work folder.
+    _same_outputs(participant_run["out"], out, labels)
+    # The seed matters: another seed samples the registration metric elsewhere.
+    other = tmp_path / "other"
+    code = subprocess.run(
+        [str(BIN / "bgs_app"), str(participant_run["bids"]), str(other), "participant",
+         "--participant-label", "0001", "--nprocs", "2", "--omp-nthreads", "1", "--sloppy",
+         "--resolution", "4", "-w", str(tmp_path / "work2"), "--skip-bids-validation",
+         "--seed", "1"], capture_output=True, text=True, timeout=600).returncode
+    assert code == 0
+    xfm = "anat/sub-0001_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.mat"
+    assert (other / "sub-0001" / xfm).read_bytes() != (out / "sub-0001" / xfm).read_bytes()
+
+
+def test_model_scoring_under_multiproc_equals_the_group_level(tmp_path, participant_run):
+    """--model with MultiProc (2 processes, 2 threads each, a full-size network) finishes;
+    each subject's scores equal apply mode's scores of the same image."""
+    import torch
+
+    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.model.bundle import save_bundle
+    from bgs_app.model.network import SFCN
+
+    torch.manual_seed(0)
+    bundle = save_bundle(SFCN(3).eval(), tmp_path / "bundle", snps=["rs1", "rs2", "rs3"],
+                         counted_alleles={"rs1": "A", "rs2": "C", "rs3": "G"},
+                         grid=grid_metadata(4.0, "MNI152NLin2009aSym"))
+    labels = ("0001", "0002")
+    out = tmp_path / "out"
+    common = [str(participant_run["bids"]), str(out), "--participant-label", *labels,
+              "--resolution", "4", "--skip-bids-validation", "-w", str(tmp_path / "work")]
+    run = subprocess.run([str(BIN / "bgs_app"), *common[:2], "participant", *common[2:],
+                          "--model", str(bundle), "--nprocs", "2", "--omp-nthreads", "2",
+                          "--sloppy", "--registration", "affine"],
+                         capture_output=True, text=True, timeout=420)
+    assert run.returncode == 0, run.stderr[-2000:]
+    group = subprocess.run([str(BIN / "bgs_app"), *common[:2], "group", *common[2:],
+                            "--model", str(bundle), "--no-saliency", "--phenotypes",
+                            "fluid_intelligence"], capture_output=True, text=True,
+                           timeout=420)
+    assert group.returncode == 0, group.stderr[-2000:]
+    scores = pd.read_csv(out / "group/scores.tsv", sep="\t")
+    for label in labels:
+        own = pd.read_csv(out / f"sub-{label}/anat/sub-{label}_desc-bgs_scores.tsv", sep="\t")
+        theirs = scores[scores["participant_id"] == f"sub-{label}"]
+        assert own["snp"].tolist() == theirs["snp"].tolist() == ["rs1", "rs2", "rs3"]
+        np.testing.assert_allclose(own[["score", "p0", "p1", "p2"]].to_numpy(),
+                                   theirs[["score", "p0", "p1", "p2"]].to_numpy(), atol=1e-4)
 
 
 def test_workflow_is_importable_and_reusable():
@@ -237,8 +329,10 @@ def test_real_whole_head_images(tmp_path):
     (bids / "participants.tsv").write_text(
         "participant_id\n" + "".join(f"sub-{k}\n" for k in sources))
     out = tmp_path / "out"
+    # Not --sloppy: with it the registration of otsu failed for one seed in four (template
+    # similarity 0.13 instead of 0.38), which the plausibility check rightly refuses.
     code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
-                 "--sloppy", "--resolution", "2", "-w", str(tmp_path / "work")])
+                 "--resolution", "2", "-w", str(tmp_path / "work")])
     assert code == 1
     assert "partial field of view" in (out / "sub-pfov.html").read_text()
     template = get_template()

@@ -137,8 +137,14 @@ def get_parser() -> argparse.ArgumentParser:
                              + _default("registration"))
     g_conf.add_argument("--sloppy", dest="sloppy", action="store_true",
                         help="fewer iterations everywhere (tests only; lower quality)")
+    g_conf.add_argument("--skip-plausibility-checks", dest="skip_plausibility_checks",
+                        action="store_true",
+                        help="process images whose brain or intracranial volume, or whose "
+                             "similarity to the template after registration, looks "
+                             "implausible (by default they fail, with the reason)")
     g_conf.add_argument("--seed", dest="seed", type=int,
-                        help="random seed (splits, training)" + _default("seed"))
+                        help="random seed of every random step: registration sampling (ANTs), "
+                             "splits, training (augmentation, dropout, order)" + _default("seed"))
 
     g_gen = parser.add_argument_group("Genotypes, model and phenotypes")
     g_gen.add_argument("--model", dest="model", type=Path, metavar="MODEL_DIR",
@@ -258,11 +264,22 @@ def _config_file_tokens(path: Path, parser: argparse.ArgumentParser) -> list[str
             if value:
                 tokens.append(opt)
         elif isinstance(action, argparse._CountAction):
-            tokens.extend([opt] * int(value))
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{path}: '{key}' must be a count (0, 1, 2), not {value!r}")
+            tokens.extend([opt] * value)
         elif isinstance(value, list | tuple):
+            if action.nargs not in ("+", "*"):
+                raise UsageError(f"{path}: '{key}' takes one value, not a list ({value!r})")
             tokens.append(opt)
             tokens.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            raise UsageError(f"{path}: '{key}' takes a value, not a table ({value!r})")
         else:
+            if action.nargs in ("+", "*"):
+                value = [value]
+                tokens.append(opt)
+                tokens.extend(str(v) for v in value)
+                continue
             tokens.extend([opt, str(value)])
     if unknown:
         valid = sorted(d.replace("_", "-") for d in options if d not in {"config_file", "help"})
@@ -305,7 +322,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         # Dummy positionals: the file may only hold options. Every action defaults to
         # SUPPRESS, so the namespaces hold only what was given, and the command line
         # (parsed second) overrides the file.
-        from_file = vars(parser.parse_args(["_", "_", "_", *tokens]))
+        try:
+            from_file = vars(parser.parse_args(["_", "_", "_", *tokens]))
+        except UsageError as err:
+            raise UsageError(f"{known.config_file}: {str(err).splitlines()[0]}") from err
         for key in ("bids_dir", "output_dir", "analysis_level"):
             from_file.pop(key)
         values.update(from_file)
