@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bgs_app.errors import UsageError
+from bgs_app.templates import DEFAULT_TEMPLATE
 
 LEVELS = ("participant", "group")
 # Which scores enter the association family (bgs_app.stats.gate): the first is the default.
 SCORE_GATES = ("validated", "none")
 RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
-DEFAULT_TEMPLATE = "MNI152NLin2009aSym"
 
 
 def _default_nprocs() -> int:
@@ -269,3 +269,98 @@ FILTER_ENTITIES = frozenset({
     "acquisition", "ceagent", "reconstruction", "run", "part", "echo", "flip", "inv", "mt",
     "task", "direction", "space", "chunk", "sample", "tracksys", "proc", "modality",
     "suffix", "datatype", "extension", "scans"})
+
+
+def work_root(config: Config) -> Path:
+    """The work folder: ``-w``, else ``OUT_DIR/../work/bgs_app_<name>`` next to the output."""
+    if config.work_dir is not None:
+        return config.work_dir
+    return config.output_dir.parent / "work" / f"bgs_app_{config.output_dir.name}"
+
+
+#: Gaussian smoothing of group saliency and genotype-correlation maps (sigma, mm; FWHM
+#: about 14 mm, as in voxel-based morphometry): single-voxel gradients are noisy, and the
+#: anatomy an effect changes (the boundaries it moves) surrounds its centre. The group
+#: level smooths with it and the methods boilerplate names it.
+GROUP_SMOOTHING_MM = 6.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a run resolves once from its :class:`Config` and passes on.
+
+    Attributes
+    ----------
+    config : Config
+    template : bgs_app.templates.Template
+        ``--template`` (and ``--template-mask``) resolved to files.
+    device : str
+        ``cpu`` or ``cuda[:k]`` for the CNN (``--device``; ``auto`` resolved); ``cpu`` at
+        the participant level, whose workers score on the CPU.
+    rank, world_size, local_rank : int
+        This process's place among the processes ``torchrun`` launched (0, 1, 0 alone).
+    """
+
+    config: Config
+    template: Any
+    device: str = "cpu"
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """The process that writes outputs (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Launched by ``torchrun`` with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def work(self) -> Path:
+        """The work folder (see :func:`work_root`)."""
+        return work_root(self.config)
+
+    @property
+    def group_dir(self) -> Path:
+        """``OUT_DIR/group``."""
+        return self.config.output_dir / "group"
+
+    @property
+    def group_work(self) -> Path:
+        """Where the group level keeps its tensor store, checkpoints and stage stamps."""
+        return self.work / "group"
+
+
+def resolve_context(config: Config, *, device: bool = False) -> RunContext:
+    """Resolve the template, the device and the ``torchrun`` environment of a run, once.
+
+    Parameters
+    ----------
+    config : Config
+    device : bool
+        Resolve ``--device`` (imports torch: the group level only; the participant level's
+        main process must not start torch before its workers fork).
+
+    Returns
+    -------
+    RunContext
+    """
+    from bgs_app.templates import get_template
+
+    template = get_template(config.template, str(config.template_mask)
+                            if config.template_mask else None)
+    resolved = "cpu"
+    if device:
+        resolved = config.device
+        if resolved == "auto":
+            import torch
+
+            resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    from bgs_app.utils.processes import torchrun_environment
+
+    rank, world, local = torchrun_environment()
+    return RunContext(config=config, template=template, device=resolved, rank=rank,
+                      world_size=world, local_rank=local)

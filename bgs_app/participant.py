@@ -1,26 +1,18 @@
 """Participant-level orchestration: select inputs, build and run the Nipype workflow.
 
-This module stands without :mod:`bgs_app.group`; it receives a :class:`Config`.
+This module stands without :mod:`bgs_app.group`; it receives a :class:`Config` (and the
+:class:`~bgs_app.config.RunContext` resolved from it).
 """
 
 from __future__ import annotations
 
 import logging
 
-from bgs_app.bids import (
-    collect_t1w,
-    get_layout,
-    select_subjects,
-    write_bidsignore,
-    write_derivative_description,
-)
-from bgs_app.config import Config
+from bgs_app.bids.derivatives import prepare_derivatives
+from bgs_app.bids.inputs import collect_t1w, get_layout, select_subjects
+from bgs_app.config import Config, RunContext, resolve_context
 
 LOGGER = logging.getLogger("bgs_app")
-
-#: Output files outside the BIDS specification, hidden from the validator.
-BIDSIGNORE = ("group", "logs", "*_xfm.*", "*_morph.tsv",
-              "*_morph.json", "*_scores.tsv", "*_scores.json", "*snp-*", "*.html", "figures")
 
 
 def select_inputs(config: Config):
@@ -28,7 +20,7 @@ def select_inputs(config: Config):
 
     Returns
     -------
-    list of bgs_app.bids.T1wInput
+    list of bgs_app.bids.inputs.T1wInput
     """
     return select_participants(config)[1]
 
@@ -40,7 +32,7 @@ def select_participants(config: Config):
     -------
     subjects : list of str
         Participant labels (requested with ``--participant-label``, else all).
-    inputs : list of bgs_app.bids.T1wInput
+    inputs : list of bgs_app.bids.inputs.T1wInput
         Their T1w images; a participant may have none (see :func:`without_t1w`).
     """
     layout = get_layout(config.bids_dir, config.bids_database_dir)
@@ -56,24 +48,16 @@ def without_t1w(subjects, inputs) -> list[str]:
     return [s for s in subjects if s not in found]
 
 
-def prepare_output(config: Config) -> None:
-    """Write the derivatives dataset description and ``.bidsignore``."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    write_derivative_description(config.output_dir, config.bids_dir)
-    write_bidsignore(config.output_dir, BIDSIGNORE)
-
-
-def write_boilerplate(config: Config):
+def write_boilerplate(context: RunContext):
     """Write the participant level's methods paragraph (Markdown) for these options."""
     from bgs_app import __version__
-    from bgs_app.templates import get_template
     from bgs_app.utils.atomic import write_text
     from bgs_app.workflows.anatomical import init_anat_preproc_wf
 
-    template = get_template(config.template, str(config.template_mask)
-                            if config.template_mask else None)
-    wf = init_anat_preproc_wf(template=template, resolution=config.resolution,
-                              registration=config.registration)
+    config = context.config
+    wf = init_anat_preproc_wf(template=context.template, resolution=config.resolution,
+                              registration=config.registration,
+                              check_plausibility=not config.skip_plausibility_checks)
     text = (f"# Methods (participant level)\n\nResults were generated with bgs_app "
             f"{__version__}, which uses Nipype [@nipype] and ANTs [@ants] through antspyx.\n\n"
             f"{wf.__desc__}\n\n## References\n\n"
@@ -84,29 +68,33 @@ def write_boilerplate(config: Config):
     return write_text(config.output_dir / "logs" / "CITATION.md", text)
 
 
-def run_participant_level(config: Config) -> int:
+def run_participant_level(config: Config, context: RunContext | None = None) -> int:
     """Run the participant level for ``config`` and return the exit code.
 
     Selects the T1w images, writes the derivatives description, then builds and
     runs the participant workflow (one branch per image); a failing subject is
     reported and does not stop the others.
+
+    Parameters
+    ----------
+    config : Config
+    context : RunContext, optional
+        Resolved from ``config`` when not given.
     """
+    context = context or resolve_context(config)
     subjects, inputs = select_participants(config)
     missing = without_t1w(subjects, inputs)
-    prepare_output(config)
+    prepare_derivatives(config.output_dir, config.bids_dir)
     if config.boilerplate_only:
-        path = write_boilerplate(config)
+        path = write_boilerplate(context)
         LOGGER.info("Methods boilerplate written to %s", path)
         return 0
     if config.reports_only:
         from bgs_app.reports.participant import write_participant_reports
-        from bgs_app.templates import get_template
 
-        name = get_template(config.template, str(config.template_mask)
-                            if config.template_mask else None).name
         written = write_participant_reports(config.output_dir,
-                                            sorted({t.subject for t in inputs}), name,
-                                            nprocs=config.nprocs)
+                                            sorted({t.subject for t in inputs}),
+                                            context.template, nprocs=config.nprocs)
         LOGGER.info("Wrote %d report(s)", len(written))
         return 0
     from bgs_app.workflows.execute import run_participant_workflow
@@ -121,4 +109,4 @@ def run_participant_level(config: Config) -> int:
             LOGGER.warning("%d participant(s) have no T1w image and are skipped: %s",
                            len(missing), ", ".join(f"sub-{m}" for m in missing[:20])
                            + (" ..." if len(missing) > 20 else ""))
-    return run_participant_workflow(config, inputs, failures)
+    return run_participant_workflow(context, inputs, failures)

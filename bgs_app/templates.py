@@ -21,15 +21,13 @@ import nibabel as nb
 import numpy as np
 
 from bgs_app import __version__
-from bgs_app.config import DEFAULT_TEMPLATE
 from bgs_app.errors import UsageError
 from bgs_app.utils.atomic import save_nifti, write_text
 
 LOGGER = logging.getLogger("bgs_app")
 
-#: The model box in template world coordinates (mm): lower corner and size.
-MODEL_BOX_ORIGIN = (-80.0, -120.0, -70.0)
-MODEL_BOX_SIZE = (160.0, 192.0, 160.0)
+#: The packaged registration template (nilearn's copy of MNI152NLin2009aSym).
+DEFAULT_TEMPLATE = "MNI152NLin2009aSym"
 
 ATLAS_NAME = "HarvardOxford"
 ATLAS_DESCRIPTION = ("Harvard-Oxford cortical and subcortical structural atlases "
@@ -222,18 +220,6 @@ def _templateflow_local(name: str) -> Template:
             f"TemplateFlow ({folder}); bgs_app downloads nothing: give --template IMAGE "
             "--template-mask MASK instead")
     return Template(name=name, t1w=t1[0], mask=mask[0], t1w_reg=t1[0], mask_reg=mask[0])
-
-
-def model_grid(resolution: float) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape and affine of the model grid at ``resolution`` mm (template world, RAS).
-
-    The box is 160 x 192 x 160 mm from :data:`MODEL_BOX_ORIGIN`; at resolutions that do
-    not divide it, the box grows to the next whole voxel.
-    """
-    shape = tuple(int(np.ceil(s / resolution - 1e-6)) for s in MODEL_BOX_SIZE)
-    affine = np.diag([resolution, resolution, resolution, 1.0])
-    affine[:3, 3] = np.array(MODEL_BOX_ORIGIN) + resolution / 2.0
-    return shape, affine
 
 
 def atlas_on_grid(template: Template, grid: dict) -> tuple[np.ndarray | None, dict[int, str]]:

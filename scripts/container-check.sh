@@ -169,7 +169,7 @@ echo "   $got"
   || die "the image runs as root"
 step_done
 
-# The group level trains only with at least 24 people (3 x MIN_TRAIN in group_train.py)
+# The group level trains only with at least 24 people (3 x MIN_TRAIN in bgs_app/group/split.py)
 # that have both an image and genotypes passing QC, and the simulator leaves some people
 # MRI-only and some failing genotype QC: 30 subjects, as in tests/test_group.py.
 N_SUBJECTS=30

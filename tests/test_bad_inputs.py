@@ -50,7 +50,7 @@ def _bundle(folder: Path, edit=None) -> Path:
     """A real model bundle (tiny network), optionally edited afterwards."""
     import torch
 
-    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.grid import grid_metadata
     from bgs_app.model.bundle import save_bundle
     from bgs_app.model.network import SFCN
 

@@ -6,15 +6,13 @@ import json
 
 import pytest
 
-from bgs_app.bids import (
-    collect_t1w,
+from bgs_app.bids.derivatives import (
     derivative_name,
     derivative_path,
-    get_layout,
-    select_subjects,
     write_bidsignore,
     write_derivative_description,
 )
+from bgs_app.bids.inputs import collect_t1w, get_layout, select_subjects
 from bgs_app.errors import NoDataError
 
 
@@ -95,3 +93,57 @@ def test_derivatives_description(tmp_path, example_bids, monkeypatch):
     write_bidsignore(out, ["group", "*.html"])
     write_bidsignore(out, ["group", "logs"])
     assert (out / ".bidsignore").read_text().splitlines() == ["group", "*.html", "logs"]
+
+
+@pytest.mark.parametrize("resolution,label", [(1.0, "1"), (1.5, "1p5"), (2.0, "2"),
+                                              (3.0, "3"), (4.0, "4")])
+def test_resolution_names_round_trip(tmp_path, resolution, label):
+    """Writers and readers spell every offered resolution the same way."""
+    from bgs_app.bids.derivatives import (
+        idps_path,
+        model_grid_glob,
+        model_grid_path,
+        parse_name,
+        parse_res_label,
+        res_label,
+    )
+    from bgs_app.cli.parser import parse_args
+
+    assert res_label(resolution) == label and parse_res_label(label) == resolution
+    tpl = "MNI152NLin2009aSym"
+    path = model_grid_path(tmp_path, {"sub": "01", "ses": "2"}, tpl, resolution)
+    assert path == (tmp_path / "sub-01/ses-2/anat" /
+                    f"sub-01_ses-2_space-{tpl}_res-{label}_desc-model_T1w.nii.gz")
+    entities, suffix, extension = parse_name(path.name)
+    assert (parse_res_label(entities["res"]), suffix, extension) == (resolution, "T1w",
+                                                                     ".nii.gz")
+    path.parent.mkdir(parents=True)
+    path.touch()
+    other = model_grid_path(tmp_path, {"sub": "01", "ses": "2"}, tpl, 4.0 if resolution != 4
+                            else 2.0)
+    other.touch()
+    assert list((tmp_path / "sub-01").glob(model_grid_glob("01", tpl, resolution))) == [path]
+    assert idps_path(path).name == "sub-01_ses-2_desc-idps_morph.tsv"
+    # The hint the group level gives for another grid is an option the parser takes.
+    config = parse_args([str(tmp_path), str(tmp_path / "o"), "group", "--resolution",
+                         f"{parse_res_label(label):g}"])
+    assert config.resolution == resolution
+
+
+def test_snp_labels_never_collide():
+    from bgs_app.bids.derivatives import group_map_name, group_regions_name, snp_labels
+    from bgs_app.errors import BgsError
+
+    labels = snp_labels(["1:12345:A:G", "11:2345:A:G", "rs429358", "sim01"])
+    assert labels == {"1:12345:A:G": "1x12345xAxG", "11:2345:A:G": "11x2345xAxG",
+                      "rs429358": "rs429358", "sim01": "sim01"}
+    with pytest.raises(BgsError, match="'1_2' and '1-2' would share the file label"):
+        snp_labels(["1_2", "1-2"])
+    with pytest.raises(BgsError, match="'rs12A' and 'rs12a'"):  # case-insensitive disks
+        snp_labels(["rs12A", "rs12a"])
+    assert group_map_name("1:12345:A:G", "saliency") == \
+        "snp-1x12345xAxG_desc-saliency_map.nii.gz"
+    assert group_map_name("rs1", "saliency", "2") == "snp-rs1_genotype-2_desc-saliency_map.nii.gz"
+    assert group_regions_name("rs1", "genotypecorr") == "snp-rs1_desc-regions_genotypecorr.tsv"
+    assert derivative_name({"sub": "01", "snp": "1:12345:A:G", "desc": "saliency"}, "map",
+                           ".nii.gz") == "sub-01_snp-1x12345xAxG_desc-saliency_map.nii.gz"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from bgs_app.errors import BgsError
+from bgs_app.grid import model_grid
 from bgs_app.model.network import SFCN, expected_dosage, masked_cross_entropy
 from bgs_app.model.store import StoreItem, TensorStore, build_store
-from bgs_app.templates import model_grid
 
 
 def test_sfcn_shapes_any_grid_and_score_range():
@@ -158,9 +158,10 @@ def test_scores_and_saliency_point_at_the_signal_region(signal_store, trained_si
     """Scores equal the training-time predictions and rise with the signal; every
     saliency method finds the region that carries the signal (voxelwise AUC)."""
     from bgs_app.model.dataset import StoreDataset
-    from bgs_app.model.saliency import group_saliency, map_auc, region_table
+    from bgs_app.model.saliency import group_saliency, region_table
     from bgs_app.model.scores import predict_volumes, scores_frame, scores_long, scores_wide
     from bgs_app.model.train import predict
+    from bgs_app.simulate.evaluate import map_auc
 
     store, dosages, _ = signal_store
     model = trained_sig[0]
@@ -312,7 +313,7 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     import shutil
     import subprocess
 
-    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.grid import grid_metadata
     from bgs_app.model.bundle import load_bundle, read_bundle, save_bundle
 
     torch.manual_seed(0)
@@ -396,7 +397,7 @@ def test_bundle_round_trip_and_refusals(tmp_path):
 def test_splits_are_seeded_site_balanced_and_fold_complete():
     import pandas as pd
 
-    from bgs_app.model.split import make_split
+    from bgs_app.stats.splits import make_split
 
     ids = [f"sub-{i:03d}" for i in range(300)]
     sites = pd.Series(["A"] * 150 + ["B"] * 100 + ["C"] * 50, index=ids)

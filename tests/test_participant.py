@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from bgs_app.templates import get_template, model_grid
+from bgs_app.grid import model_grid
+from bgs_app.templates import get_template
 from bgs_app.workflows import init_anat_preproc_wf
 from tests.conftest import SHARED, crop_partial_fov, make_bids_tree
 
@@ -247,7 +248,7 @@ def test_model_scoring_under_multiproc_equals_the_group_level(tmp_path, particip
     each subject's scores equal apply mode's scores of the same image."""
     import torch
 
-    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.grid import grid_metadata
     from bgs_app.model.bundle import save_bundle
     from bgs_app.model.network import SFCN
 
@@ -412,3 +413,34 @@ def test_user_template_and_affine_registration(participant_run, tmp_path):
     truth = np.asarray(nb.as_closest_canonical(nb.load(
         _truth(participant_run["bids"], "0001", "mask.nii.gz"))).dataobj) > 0
     assert 2 * (est & truth).sum() / (est.sum() + truth.sum()) > 0.93
+
+
+def test_group_level_finds_outputs_at_1p5_mm(tmp_path, participant_run, capsys):
+    """--resolution 1.5: the participant level writes res-1p5 and the group level finds it
+    (it looked for res-1.5, and suggested --resolution 1p5, which the parser refuses)."""
+    from bgs_app.cli.run import main
+    from bgs_app.config import Config, resolve_context
+    from bgs_app.group.inputs import collect_inputs
+
+    bids, out = participant_run["bids"], tmp_path / "out"
+    common = ["--participant-label", "0001", "--resolution", "1.5", "--skip-bids-validation",
+              "-w", str(tmp_path / "work")]
+    assert main([str(bids), str(out), "participant", *common, "--sloppy", "--registration",
+                 "affine", "--nprocs", "1"]) == 0
+    anat = out / "sub-0001/anat"
+    assert (anat / "sub-0001_space-MNI152NLin2009aSym_res-1p5_desc-model_T1w.nii.gz").is_file()
+    config = Config.create(bids_dir=bids, output_dir=out, analysis_level="group",
+                           resolution=1.5, participant_label=("0001",))
+    inputs = collect_inputs(resolve_context(config))
+    assert inputs.participants == ["sub-0001"] and inputs.images["idps"].notna().all()
+    capsys.readouterr()
+    # The group CLI gets past the collection: one participant is too few to train.
+    genotypes = ["--genotypes", str(bids / "genetics/study"), "--snps", "sim01", "sim02"]
+    code = main([str(bids), str(out), "group", *common, *genotypes])
+    err = capsys.readouterr().err
+    assert code == 18 and "only 1 participant(s) have both a model-grid image" in err, err
+    # At another resolution the hint names an option the parser takes.
+    code = main([str(bids), str(out), "group", *common[:2], "--resolution", "2",
+                 *common[4:], *genotypes])
+    err = capsys.readouterr().err
+    assert code == 18 and "exist at res-1p5: pass --resolution 1.5" in err, err

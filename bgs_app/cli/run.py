@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir: Path | None = None
     try:
         config = parse_args(argv)
-        from bgs_app.bids import check_paths
+        from bgs_app.bids.inputs import check_paths
 
         check_paths(config.bids_dir, config.output_dir, config.work_dir)
         log_dir = _log_dir(config.output_dir)
@@ -83,18 +83,23 @@ def dispatch(config) -> int:
     LOGGER.info("bgs_app %s level: %s -> %s", config.analysis_level, config.bids_dir,
                 config.output_dir)
     if not config.skip_bids_validation:
-        from bgs_app.bids import validate_dataset
+        from bgs_app.bids.inputs import validate_dataset
 
         LOGGER.info("Validating %s with bids-validator-deno", config.bids_dir)
         for warning in validate_dataset(config.bids_dir)[:20]:
             LOGGER.warning("BIDS validator: %s", warning)
+    from bgs_app.config import resolve_context
+
     if config.analysis_level == "participant":
         from bgs_app.participant import run_participant_level
 
-        return run_participant_level(config)
+        return run_participant_level(config, resolve_context(config))
     from bgs_app.group import run_group_level
 
-    return run_group_level(config)
+    if config.genotypes is None and config.model is None and not (
+            config.boilerplate_only or config.reports_only):
+        return run_group_level(config)  # refused before anything is resolved
+    return run_group_level(config, resolve_context(config, device=True))
 
 
 def _log_dir(output_dir: Path) -> Path:

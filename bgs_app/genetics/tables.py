@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bgs_app.genetics.api import Genotypes
-from bgs_app.utils.atomic import write_json, write_tsv
+from bgs_app.utils.tables import write_table
 
 SNP_QC_COLUMNS = {
     "snp": "SNP identifier (rsID) as in the .bim file",
@@ -30,12 +30,8 @@ def write_genotype_tables(genotypes: Genotypes, group_dir: Path,
                           thresholds: dict[str, float | None]) -> tuple[Path, Path]:
     """Write ``genotype_qc.tsv`` and ``subjects.tsv`` (with sidecars) under ``group_dir``."""
     group_dir = Path(group_dir)
-    qc = write_tsv(genotypes.snp_qc, group_dir / "genotype_qc.tsv")
-    write_json(group_dir / "genotype_qc.json",
-               {**{k: {"Description": v} for k, v in SNP_QC_COLUMNS.items()},
-                "Source": genotypes.source, "Thresholds": thresholds})
-    subjects = write_tsv(genotypes.person_qc, group_dir / "subjects.tsv")
-    write_json(group_dir / "subjects.json",
-               {**{k: {"Description": v} for k, v in PERSON_COLUMNS.items()},
-                "Summary": genotypes.summary})
+    qc = write_table(genotypes.snp_qc, group_dir / "genotype_qc.tsv", SNP_QC_COLUMNS,
+                     {"Source": genotypes.source, "Thresholds": thresholds})
+    subjects = write_table(genotypes.person_qc, group_dir / "subjects.tsv", PERSON_COLUMNS,
+                           {"Summary": genotypes.summary})
     return qc, subjects

@@ -46,15 +46,6 @@ def refine_mask(prob_file, t1w_file, out_file) -> None:
     out.to_filename(out_file)
 
 
-def apply_mask(in_file, mask_file, out_file) -> None:
-    """Zero an image outside a mask (skull stripping)."""
-    img = nb.load(in_file)
-    mask = np.asarray(nb.load(mask_file).dataobj) > 0
-    out = nb.Nifti1Image(img.get_fdata(dtype=np.float32) * mask, img.affine, img.header)
-    out.set_data_dtype(np.float32)
-    out.to_filename(out_file)
-
-
 class _RefineInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="template mask resampled to the subject")
     t1w = File(exists=True, mandatory=True, desc="bias-corrected T1w")
@@ -73,23 +64,5 @@ class RefineMask(SimpleInterface):
     def _run_interface(self, runtime):
         out = Path(runtime.cwd) / "brain_mask.nii.gz"
         refine_mask(self.inputs.in_file, self.inputs.t1w, out)
-        self._results["out_file"] = str(out)
-        return runtime
-
-
-class _ApplyMaskInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
-    mask_file = File(exists=True, mandatory=True)
-
-
-class ApplyMask(SimpleInterface):
-    """Skull-strip an image with a mask."""
-
-    input_spec = _ApplyMaskInputSpec
-    output_spec = _OutSpec
-
-    def _run_interface(self, runtime):
-        out = Path(runtime.cwd) / "masked.nii.gz"
-        apply_mask(self.inputs.in_file, self.inputs.mask_file, out)
         self._results["out_file"] = str(out)
         return runtime

@@ -14,17 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bgs_app.templates import MODEL_BOX_ORIGIN, MODEL_BOX_SIZE, model_grid
-
-NORMALISATION = "divided by the mean intensity inside the brain mask (SFCN convention)"
-
-
-def grid_metadata(resolution: float, template: str) -> dict:
-    """What identifies a model grid: checked by scoring and recorded in model bundles."""
-    shape, affine = model_grid(resolution)
-    return {"Template": template, "Resolution": float(resolution), "Shape": list(shape),
-            "Affine": affine.tolist(), "BoxOrigin": list(MODEL_BOX_ORIGIN),
-            "BoxSize": list(MODEL_BOX_SIZE), "Normalisation": NORMALISATION}
+from bgs_app.grid import model_grid
 
 
 def make_model_image(t1w, mask, affine_transform, resolution: float, out_file) -> None:

@@ -268,18 +268,3 @@ def region_table(saliency: np.ndarray, atlas: np.ndarray, labels: dict[int, str]
     frame = frame.sort_values("mean_saliency", ascending=False).reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     return frame.head(top) if top else frame
-
-
-def map_auc(saliency: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> float:
-    """Voxelwise ROC AUC of a saliency map against a truth effect map, inside the brain.
-
-    Truth voxels are those with an absolute effect above a fifth of its maximum.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    inside = brain > 0
-    effect = np.abs(truth[inside])
-    positive = effect > 0.2 * effect.max() if effect.max() > 0 else np.zeros_like(effect, bool)
-    if positive.all() or not positive.any():
-        return float("nan")
-    return float(roc_auc_score(positive, saliency[inside]))

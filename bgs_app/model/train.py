@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from bgs_app.model import distributed
 from bgs_app.model.dataset import StoreDataset
 from bgs_app.model.network import DEFAULT_CHANNELS, SFCN, class_probabilities, masked_cross_entropy
 from bgs_app.model.store import TensorStore
@@ -66,27 +67,6 @@ def _class_weights(dosages: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.clip(weights, 0.2, 10.0)).float()
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) when launched by ``torchrun`` (initialising the process group)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world < 2:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _device_for_rank(device: str, rank: int, world: int) -> str:
-    if world > 1 and str(device).startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return device
-
-
 def predict(model: SFCN, dataset: StoreDataset, batch_size: int = 8,
             device: str = "cpu") -> np.ndarray:
     """Class probabilities (n, n_snps, 3) for every item of a dataset."""
@@ -131,8 +111,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
     """
     cfg = cfg or TrainConfig()
     out_dir = Path(out_dir)
-    rank, world = _distributed()
-    device = _device_for_rank(cfg.device, rank, world)
+    rank, world = distributed.join()
+    device = distributed.device_for_rank(cfg.device)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

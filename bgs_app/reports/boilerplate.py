@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bgs_app.config import Config
+from bgs_app.config import GROUP_SMOOTHING_MM, Config
 from bgs_app.utils.atomic import write_text
 
 REFERENCES = """## References
@@ -89,8 +89,6 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                     f"{config.model.name} on {config.resolution:g} mm model-grid images in "
                     f"{template} space.")
     if not config.no_saliency:
-        from bgs_app.group_train import GROUP_SMOOTHING_MM
-
         text.append(f"Saliency maps were computed with {saliency} through captum "
                     "[@captum], with each score as the target; absolute attributions were "
                     "divided by their mean in the brain and averaged over held-out "

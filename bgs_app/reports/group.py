@@ -10,6 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from bgs_app import __version__
+from bgs_app.bids.derivatives import (
+    group_map_glob,
+    group_map_name,
+    group_regions_name,
+    parse_name,
+    sidecar_path,
+)
 from bgs_app.config import Config
 from bgs_app.utils.atomic import write_text
 
@@ -34,8 +41,15 @@ def _models(group_dir: Path) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in sorted(root.glob("fold-*")) if (p / "model.json").is_file()]
 
 
-def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
+def write_group_report(config: Config, template, group_dir: Path) -> Path:
     """Write the group report from the tables and maps under ``group_dir``.
+
+    Parameters
+    ----------
+    config : Config
+    template : bgs_app.templates.Template
+        The run's template (maps are drawn over its T1w).
+    group_dir : pathlib.Path
 
     Returns
     -------
@@ -46,7 +60,6 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
     from bgs_app.reports.boilerplate import group_boilerplate
     from bgs_app.reports.model_figures import saliency_figure, training_curves
     from bgs_app.reports.stats_figures import forest_plot, pvalue_heatmap
-    from bgs_app.templates import get_template
 
     group_dir = Path(group_dir)
     summary = {}
@@ -76,25 +89,21 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
         perf_wide.columns = [f"{m} {v}" for v, m in perf_wide.columns]
         perf_wide = perf_wide.reset_index()
     saliency = []
-    tpl = get_template(config.template, str(config.template_mask)
-                       if config.template_mask else None)
-    for path in sorted((group_dir / "saliency").glob("snp-*_desc-saliency_map.nii.gz")):
-        if "_genotype-" in path.name:
+    maps = group_dir / "saliency"
+    for path in sorted(maps.glob(group_map_glob("saliency"))):
+        if "genotype" in parse_name(path.name)[0]:
             continue
-        snp = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
-        regions = _read(path.with_name(path.name.replace("_desc-saliency_map.nii.gz",
-                                                         "_desc-regions_saliency.tsv")))
+        snp = json.loads(sidecar_path(path).read_text())
+        regions = _read(maps / group_regions_name(snp["SNP"], "saliency"))
         entry = {"snp": snp["SNP"], "method": snp.get("Method"), "n": snp.get("Subjects"),
-                 "figure": saliency_figure(path, tpl.t1w, f"{snp['SNP']}"),
+                 "figure": saliency_figure(path, template.t1w, f"{snp['SNP']}"),
                  "regions": _html(regions.head(5) if regions is not None else None)}
-        corr = path.with_name(path.name.replace("_desc-saliency_", "_desc-genotypecorr_"))
+        corr = maps / group_map_name(snp["SNP"], "genotypecorr")
         if corr.is_file():
-            meta = json.loads(corr.with_name(corr.name.replace(".nii.gz", ".json"))
-                              .read_text())
-            corr_regions = _read(path.with_name(path.name.replace(
-                "_desc-saliency_map.nii.gz", "_desc-regions_genotypecorr.tsv")))
+            meta = json.loads(sidecar_path(corr).read_text())
+            corr_regions = _read(maps / group_regions_name(snp["SNP"], "genotypecorr"))
             entry.update({
-                "corr_figure": saliency_figure(corr, tpl.t1w,
+                "corr_figure": saliency_figure(corr, template.t1w,
                                                f"{snp['SNP']}: genotype correlation"),
                 "corr_n": meta.get("Subjects"), "corr_null": meta.get("NullLevel"),
                 "corr_regions": _html(corr_regions.head(5) if corr_regions is not None
@@ -117,13 +126,13 @@ def write_group_report(config: Config, template: str, group_dir: Path) -> Path:
     from bgs_app.utils.markdown import markdown_to_html
 
     html = env.get_template("group.html").render(
-        version=__version__, template=template, date=dt.datetime.now(dt.UTC).strftime(
+        version=__version__, template=template.name, date=dt.datetime.now(dt.UTC).strftime(
             "%Y-%m-%d %H:%M UTC"),
         mode="apply a released model" if config.model else "train",
         summary=summary, qc=_html(qc), curves=curves, performance=_html(perf_wide),
         saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
         n_tests=0 if assoc is None else int(in_family(assoc).sum()),
         n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),
-        boilerplate=markdown_to_html(group_boilerplate(config, template, group_dir)))
+        boilerplate=markdown_to_html(group_boilerplate(config, template.name, group_dir)))
     return write_text(group_dir / "report.html", html)
 

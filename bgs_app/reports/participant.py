@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app import __version__
+from bgs_app.bids.derivatives import branch_entities_of, derivative_name, parse_name
 from bgs_app.reports.figures import contour_panels
 from bgs_app.templates import ATLAS_NAME
 from bgs_app.utils.atomic import write_text
@@ -22,28 +23,34 @@ MAIN_VOLUMES = (("gm_volume", "Grey matter"), ("wm_volume", "White matter"),
                 ("tiv", "Brain mask"), ("etiv", "Estimated TIV"))
 
 
-def _find(folder: Path, stem: str, pattern: str) -> Path | None:
-    hits = sorted(folder.glob(f"{stem}{pattern}"))
-    return hits[0] if hits else None
+def _model_grid_image(anat: Path, entities: dict, template: str) -> Path | None:
+    """The branch's model-grid image (any resolution), or None."""
+    for path in sorted(anat.glob("*_desc-model_T1w.nii.gz")):
+        found = parse_name(path.name)[0]
+        if found.get("space") == template and branch_entities_of(path) == entities:
+            return path
+    return None
 
 
-def _branch(anat: Path, stem: str, template: str) -> dict:
+def _branch(anat: Path, stem: str, template) -> dict:
     """Figures and tables of one processed T1w (``stem`` = its entity prefix)."""
-    from bgs_app.templates import get_template
+    entities = branch_entities_of(anat / f"{stem}_T1w.nii.gz")
 
-    preproc = nb.load(anat / f"{stem}_desc-preproc_T1w.nii.gz")
-    mask = np.asarray(nb.load(anat / f"{stem}_desc-brain_mask.nii.gz").dataobj) > 0
-    gm = nb.load(anat / f"{stem}_label-GM_probseg.nii.gz").get_fdata(dtype=np.float32)
-    wm = nb.load(anat / f"{stem}_label-WM_probseg.nii.gz").get_fdata(dtype=np.float32)
+    def named(extra: dict, suffix: str, extension: str = ".nii.gz") -> Path:
+        return anat / derivative_name({**entities, **extra}, suffix, extension)
+
+    preproc = nb.load(named({"desc": "preproc"}, "T1w"))
+    mask = np.asarray(nb.load(named({"desc": "brain"}, "mask")).dataobj) > 0
+    gm = nb.load(named({"label": "GM"}, "probseg")).get_fdata(dtype=np.float32)
+    wm = nb.load(named({"label": "WM"}, "probseg")).get_fdata(dtype=np.float32)
     mask_fig = contour_panels(preproc.get_fdata(dtype=np.float32),
                               [(mask, "red"), (gm, "lime"), (wm, "deepskyblue")],
                               preproc.header.get_zooms(), crop_to=mask)
-    model_path = _find(anat, stem, f"_space-{template}_res-*_desc-model_T1w.nii.gz")
+    model_path = _model_grid_image(anat, entities, template.name)
     reg_fig = ""
     if model_path is not None:
-        model = nb.load(model_path)
-        reg_fig = _registration_figure(model, get_template(template) if template else None)
-    idps = pd.read_csv(anat / f"{stem}_desc-idps_morph.tsv", sep="\t").iloc[0]
+        reg_fig = _registration_figure(nb.load(model_path), template)
+    idps = pd.read_csv(named({"desc": "idps"}, "morph", ".tsv"), sep="\t").iloc[0]
     volumes = [(label, float(idps[key]) / 1000.0) for key, label in MAIN_VOLUMES
                if key in idps]
     regions = sorted(((k[3:].replace("_", " "), float(v) / 1000.0) for k, v in idps.items()
@@ -74,7 +81,7 @@ def _registration_figure(model: nb.Nifti1Image, template) -> str:
     return contour_panels(data, contours, model.header.get_zooms())
 
 
-def build_participant_report(output_dir: Path, subject: str, template: str,
+def build_participant_report(output_dir: Path, subject: str, template,
                              failures: dict[str, str] | None = None) -> Path:
     """Write ``OUT_DIR/sub-<label>.html`` from the outputs found on disk.
 
@@ -83,8 +90,9 @@ def build_participant_report(output_dir: Path, subject: str, template: str,
     output_dir : pathlib.Path
     subject : str
         Label without ``sub-``.
-    template : str
-        Space label of the outputs.
+    template : bgs_app.templates.Template
+        The run's template (its name is the outputs' ``space-``; the registration figure
+        draws its brain mask).
     failures : dict, optional
         Branch keys (``sub-X[_ses-Y]``) to error messages.
 
@@ -113,12 +121,12 @@ def build_participant_report(output_dir: Path, subject: str, template: str,
     env = Environment(loader=PackageLoader("bgs_app", "data/templates"),
                       autoescape=select_autoescape(["html"]))
     html = env.get_template("participant.html").render(
-        subject=subject, version=__version__, template=template, atlas=ATLAS_NAME,
+        subject=subject, version=__version__, template=template.name, atlas=ATLAS_NAME,
         date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), branches=branches, errors=errors)
     return write_text(output_dir / f"sub-{subject}.html", html)
 
 
-def write_participant_reports(output_dir: Path, subjects: list[str], template: str,
+def write_participant_reports(output_dir: Path, subjects: list[str], template,
                               failures: dict[str, str] | None = None,
                               nprocs: int = 1) -> list[Path]:
     """Write the report of every subject; a failing report is logged, not fatal.
@@ -129,8 +137,8 @@ def write_participant_reports(output_dir: Path, subjects: list[str], template: s
         The derivatives folder.
     subjects : list of str
         Participant labels (without ``sub-``).
-    template : str
-        Template name (the ``space-`` entity).
+    template : bgs_app.templates.Template
+        See :func:`build_participant_report`.
     failures : dict, optional
         ``{image key: message}`` of failed images, shown in their subject's report.
     nprocs : int

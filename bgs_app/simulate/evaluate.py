@@ -89,17 +89,17 @@ def saliency_aucs(study: Path, saliency_dir: Path, kind: str = "saliency"
     import nibabel as nb
     from nilearn.image import resample_to_img
 
-    from bgs_app.model.saliency import map_auc
+    from bgs_app.bids.derivatives import group_map_name
 
     truth_dir = Path(study) / "derivatives/simulation-truth"
     truth = json.loads((truth_dir / "truth.json").read_text())
     causal = [s["snp"] for s in truth["snps"] if s["causal"]]
     out: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
-    for path in sorted(Path(saliency_dir).glob(f"snp-*_desc-{kind}_map.nii.gz")):
-        if not causal:
-            break
-        snp = path.name[len("snp-"):].split("_")[0]
+    for snp in [s["snp"] for s in truth["snps"]]:
+        path = Path(saliency_dir) / group_map_name(snp, kind)
+        if not causal or not path.is_file():
+            continue
         sal = nb.load(path)
         if not maps:
             maps = {c: resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,
@@ -110,3 +110,18 @@ def saliency_aucs(study: Path, saliency_dir: Path, kind: str = "saliency"
         data = sal.get_fdata()
         out[snp] = map_auc(data, own, data > 0)
     return out
+
+
+def map_auc(saliency: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> float:
+    """Voxelwise ROC AUC of a saliency map against a truth effect map, inside the brain.
+
+    Truth voxels are those with an absolute effect above a fifth of its maximum.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    inside = brain > 0
+    effect = np.abs(truth[inside])
+    positive = effect > 0.2 * effect.max() if effect.max() > 0 else np.zeros_like(effect, bool)
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, saliency[inside]))

@@ -63,26 +63,27 @@ def _one_image(task: tuple) -> Path:
 
     from scipy.ndimage import map_coordinates
 
-    from bgs_app.templates import model_grid
+    from bgs_app.bids.derivatives import derivative_path, model_grid_path, parse_name
+    from bgs_app.grid import model_grid
     from bgs_app.utils.atomic import save_nifti
 
     t1w, study, out, resolution, template = task
     shape, affine = model_grid(resolution)
     world = affine[:3, :3] @ np.indices(shape).reshape(3, -1) + affine[:3, 3:]
     truth = study / "derivatives" / "simulation-truth"
-    sub = t1w.name.split("_")[0]
+    entities = {k: v for k, v in parse_name(t1w.name)[0].items() if k in ("sub", "ses")}
     img = nb.load(t1w)
-    mask = nb.load(truth / sub / "anat" / f"{sub}_desc-truth_mask.nii.gz").get_fdata(
-        dtype=np.float32)
-    to_template = np.array(json.loads((truth / sub / "anat" / f"{sub}_desc-truth_xfm.json"
-                                       ).read_text())["AffineNativeToTemplate"])
+    mask = nb.load(derivative_path(truth, {**entities, "desc": "truth"}, "mask",
+                                   ".nii.gz")).get_fdata(dtype=np.float32)
+    to_template = np.array(json.loads(derivative_path(
+        truth, {**entities, "desc": "truth"}, "xfm", ".json").read_text())[
+            "AffineNativeToTemplate"])
     native = np.linalg.inv(img.affine) @ np.linalg.inv(to_template)
     vox = native[:3, :3] @ world + native[:3, 3:]
     data = img.get_fdata(dtype=np.float32)
     values = map_coordinates(data * mask, vox, order=1).reshape(shape)
     inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
     values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
-    dest = out / sub / "anat" / (f"{sub}_space-{template}_res-{resolution:g}_desc-model"
-                                 "_T1w.nii.gz")
+    dest = model_grid_path(out, entities, template, resolution)
     # Atomic: a killed run must not leave a half-written image for the group level.
     return save_nifti(nb.Nifti1Image(values, affine), dest)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app import __version__
+from bgs_app.bids.derivatives import derivative_path
 from bgs_app.simulate import acquisition, deform, genotypes, phenotypes
 from bgs_app.simulate.anatomy import build_head_model, harvard_oxford_region
 from bgs_app.utils.atomic import save_nifti, write_json, write_text, write_tsv
@@ -193,8 +194,9 @@ def _simulate_subject(task: dict) -> dict:
         })
         mask_img = nb.Nifti1Image((brain >= 0.5).astype(np.uint8), affine)
         mask_img.header.set_xyzt_units("mm", "sec")
-        save_nifti(mask_img, truth / folder / f"{stem}_desc-truth_mask.nii.gz")
-        write_json(truth / folder / f"{stem}_desc-truth_xfm.json", {
+        entities = {"sub": task["label"], "ses": session or None, "desc": "truth"}
+        save_nifti(mask_img, derivative_path(truth, entities, "mask", ".nii.gz"))
+        write_json(derivative_path(truth, entities, "xfm", ".json"), {
             "Description": "True native-to-template affine (the head pose), RAS world mm: "
                            "x_template = A @ x_native. The individual nonlinear anatomy, "
                            "ageing and genotype effects are not part of it.",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.stats.metrics import genotype_metrics
+from bgs_app.stats.splits import held_out_sets
 
 LOGGER = logging.getLogger("bgs_app")
 MODELS = ("logreg", "gbm")
@@ -64,14 +65,6 @@ def _probabilities(fitted, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _folds(split: pd.Series) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(label, train mask, predict mask) per fold, or one hold-out pair."""
-    values = split.to_numpy()
-    if any(str(v).startswith("fold-") for v in values):
-        return [(f, values != f, values == f) for f in sorted(set(values))]
-    return [("test", np.isin(values, ["train", "val"]), values == "test")]
-
-
 def fit_idp_baseline(features: pd.DataFrame, dosages: pd.DataFrame, split: pd.Series, *,
                      models=MODELS, seed: int = 0, inner_folds: int = 3
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,7 +108,8 @@ def _fit(features, dosages, split, models, seed, inner_folds):
         d = dosages.loc[common, snp].to_numpy(float)
         for name in models:
             probs = np.full((len(common), 3), np.nan)
-            for _, train, test in _folds(split):
+            for _, fit_ids, held_ids in held_out_sets(split):
+                train, test = split.index.isin(fit_ids), split.index.isin(held_ids)
                 fit_rows = train & ~np.isnan(d) & np.isfinite(x_all).all(axis=1)
                 y = d[fit_rows].astype(int)
                 if np.unique(y).size < 2 or np.bincount(y).min() < 2:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bgs_app.utils.atomic import write_json, write_tsv
+from bgs_app.utils.tables import write_table
 
 ASSOCIATION_COLUMNS = {
     "source": "Where the predictor comes from: cnn (brain-genotype score), idp-<model> "
@@ -44,26 +44,19 @@ SCORE_COLUMNS = {
 }
 
 
-def _write(table: pd.DataFrame, path: Path, columns: dict, extra: dict | None) -> Path:
-    out = write_tsv(table, path)
-    sidecar = {c: {"Description": columns[c]} for c in table.columns if c in columns}
-    write_json(path.with_suffix(".json"), {**sidecar, **(extra or {})})
-    return out
-
-
 def write_associations(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
     """``group/associations.tsv`` and its sidecar (``validated`` as true/false)."""
     if "validated" in table:
         table = table.assign(validated=table["validated"].map(
             lambda v: "true" if str(v).lower() == "true" else "false"))
-    return _write(table, Path(group_dir) / "associations.tsv", ASSOCIATION_COLUMNS, extra)
+    return write_table(table, Path(group_dir) / "associations.tsv", ASSOCIATION_COLUMNS, extra)
 
 
 def write_performance(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
     """``group/performance.tsv`` and its sidecar."""
-    return _write(table, Path(group_dir) / "performance.tsv", PERFORMANCE_COLUMNS, extra)
+    return write_table(table, Path(group_dir) / "performance.tsv", PERFORMANCE_COLUMNS, extra)
 
 
 def write_idp_scores(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
     """``group/idp_scores.tsv`` and its sidecar."""
-    return _write(table, Path(group_dir) / "idp_scores.tsv", SCORE_COLUMNS, extra)
+    return write_table(table, Path(group_dir) / "idp_scores.tsv", SCORE_COLUMNS, extra)

@@ -1,4 +1,4 @@
-"""Worker processes that die with their parent, and a CPU count that means something.
+"""Processes: workers that die with their parent, usable CPUs, and ``torchrun``'s ranks.
 
 ``kill -9`` of a run's main process must not leave its workers behind (they would go
 on holding memory and cores, and write into a work folder a rerun is using). On Linux
@@ -39,3 +39,13 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def torchrun_environment() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` of this process as ``torchrun`` set them
+    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): ``(0, 1, 0)`` when alone. The one reader
+    of that environment."""
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return rank, world, local

@@ -9,13 +9,14 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bgs_app import __version__
-from bgs_app.bids import T1wInput, derivative_path
+from bgs_app.bids.derivatives import derivative_path, model_grid_entities
+from bgs_app.bids.inputs import T1wInput
+from bgs_app.grid import grid_metadata
 from bgs_app.interfaces.io import CompletionRecord, DerivativesSink
-from bgs_app.interfaces.modelgrid import grid_metadata
 from bgs_app.templates import Template
 from bgs_app.utils.hashing import file_sha256
 from bgs_app.workflows.anatomical import init_anat_preproc_wf
-from bgs_app.workflows.scores import ScoringOptions, init_bgs_scores_wf, snp_label
+from bgs_app.workflows.scores import ScoringOptions, init_bgs_scores_wf
 
 #: Raw-file entities that carry into derivative names.
 CARRIED = ("sub", "ses", "acq", "ce", "rec", "run")
@@ -78,8 +79,7 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
         "wm_probseg": path({"label": "WM"}, "probseg", ".nii.gz"),
         "csf_probseg": path({"label": "CSF"}, "probseg", ".nii.gz"),
         "idps": path({"desc": "idps"}, "morph", ".tsv"),
-        "model_t1w": path({"space": template, "res": resolution, "desc": "model"}, "T1w",
-                          ".nii.gz"),
+        "model_t1w": path(model_grid_entities({}, template, resolution), "T1w", ".nii.gz"),
     }
     if registration == "syn":
         paths["t1w2tpl_warp"] = path({"from": "T1w", "to": template, "mode": "image",
@@ -91,11 +91,11 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
         if scoring.saliency_method is not None:
             for i, snp in enumerate(scoring.snps):
                 paths[f"saliency_{i}"] = path({"space": template, "res": resolution,
-                                               "snp": snp_label(snp), "desc": "saliency"},
+                                               "snp": snp, "desc": "saliency"},
                                               "map", ".nii.gz")
                 if scoring.native:
                     paths[f"saliency_native_{i}"] = path(
-                        {"snp": snp_label(snp), "desc": "saliency"}, "map", ".nii.gz")
+                        {"snp": snp, "desc": "saliency"}, "map", ".nii.gz")
     return paths
 
 

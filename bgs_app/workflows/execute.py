@@ -13,8 +13,9 @@ from pathlib import Path
 
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
-from bgs_app.bids import T1wInput, ensure_writable
-from bgs_app.config import Config
+from bgs_app.bids.derivatives import snp_labels
+from bgs_app.bids.inputs import T1wInput, ensure_writable
+from bgs_app.config import Config, RunContext
 from bgs_app.errors import EXIT_FAILURE, EXIT_SUCCESS
 from bgs_app.interfaces.io import read_record
 from bgs_app.utils.hashing import file_sha256
@@ -45,11 +46,12 @@ def scoring_options(config: Config, template_name: str) -> ScoringOptions | None
     """The ``--model`` settings, after checking the bundle against the grid and template."""
     if config.model is None:
         return None
-    from bgs_app.interfaces.modelgrid import grid_metadata
+    from bgs_app.grid import grid_metadata
     from bgs_app.model.bundle import read_bundle
 
     meta = read_bundle(config.model, expect_grid=grid_metadata(config.resolution,
                                                                   template_name))
+    snp_labels(s["snp"] for s in meta["snps"])  # their maps' names must not collide
     method = None if config.no_saliency else (config.saliency_method or "gradient")
     return ScoringOptions(model_dir=config.model, snps=tuple(s["snp"] for s in meta["snps"]),
                           weights_sha256=meta["weights_sha256"], saliency_method=method,
@@ -71,13 +73,6 @@ def is_complete(config: Config, t1w: T1wInput, template_name: str,
     return record.get("input_sha256") == file_sha256(t1w.path)
 
 
-def work_dir(config: Config) -> Path:
-    """The Nipype work folder: ``-w``, else ``OUT_DIR/../work/bgs_app`` next to the output."""
-    if config.work_dir is not None:
-        return config.work_dir
-    return config.output_dir.parent / "work" / f"bgs_app_{config.output_dir.name}"
-
-
 def _crash_message(crash_dir: Path, name: str, since: float) -> str:
     """The last line of the newest crash file of a branch (the error itself)."""
     best, when = None, since
@@ -95,13 +90,13 @@ def _crash_message(crash_dir: Path, name: str, since: float) -> str:
     return f"{message} (crash file: {best})"
 
 
-def run_participant_workflow(config: Config, inputs: list[T1wInput],
+def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
                              failed_before: dict[str, str] | None = None) -> int:
     """Build and run the participant workflow; report failures; return the exit code.
 
     Parameters
     ----------
-    config : Config
+    context : bgs_app.config.RunContext
     inputs : list of T1wInput
         The images to process.
     failed_before : dict, optional
@@ -111,10 +106,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput],
     from nipype import config as ncfg
     from nipype import logging as nlogging
 
-    from bgs_app.templates import get_template
-
-    template = get_template(config.template, str(config.template_mask)
-                            if config.template_mask else None)
+    config, template = context.config, context.template
     scoring = scoring_options(config, template.name)
     done = [t for t in inputs if is_complete(config, t, template.name, scoring)]
     todo = [t for t in inputs if t not in done]
@@ -125,7 +117,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput],
     failures: dict[str, str] = {}
     unselected = dict(failed_before or {})
     if todo:
-        base = ensure_writable(work_dir(config), "default work folder",
+        base = ensure_writable(context.work, "default work folder",
                                "pass a writable work folder with -w (in a container: bind a "
                                "writable host folder and pass its path)")
         crash_dir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +179,7 @@ def run_participant_workflow(config: Config, inputs: list[T1wInput],
     from bgs_app.reports.participant import write_participant_reports
 
     subjects = sorted({t.subject for t in inputs} | {k[4:] for k in unselected})
-    write_participant_reports(config.output_dir, subjects, template.name,
+    write_participant_reports(config.output_dir, subjects, template,
                               {**failures, **unselected}, nprocs=config.nprocs)
     ok = len(inputs) - len(failures)
     LOGGER.info("Participant level finished in %.0f s: %d of %d image(s) succeeded "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +41,6 @@ class ScoringOptions:
         """Settings that make outputs made with other settings stale."""
         return {"model_sha256": self.weights_sha256, "saliency_method": self.saliency_method,
                 "ig_steps": self.ig_steps, "saliency_native": self.native}
-
-
-def snp_label(snp: str) -> str:
-    """A SNP name as a BIDS label (letters and digits only), e.g. ``rs429358``."""
-    return re.sub(r"[^A-Za-z0-9]", "", snp)
 
 
 def init_bgs_scores_wf(*, options: ScoringOptions, omp_nthreads: int = 1,

@@ -1,8 +1,7 @@
-"""BIDS inputs and derivatives: pybids queries, selection, validation, naming, writing.
+"""BIDS inputs: the folders of a run, validation, pybids queries, participant selection.
 
-Inputs are queried with pybids; the dataset is validated with
-``bids-validator-deno``; outputs form a BIDS derivatives dataset whose file names
-carry their entities in the canonical order.
+The dataset is validated with ``bids-validator-deno`` and queried with pybids; what is
+written goes through :mod:`bgs_app.bids.derivatives`.
 """
 
 from __future__ import annotations
@@ -17,24 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bgs_app import __version__
 from bgs_app.errors import BgsError, BidsInvalidError, NoDataError, UsageError
-from bgs_app.utils.atomic import write_json, write_text
 
 LOGGER = logging.getLogger("bgs_app")
-
-#: Entity order for derivative file names: BIDS's canonical order, with the
-#: transform entities (``from``, ``to``, ``mode``) where NiPreps put them and
-#: bgs_app's own ``snp`` entity just before ``desc``.
-ENTITY_ORDER = (
-    "sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part",
-    "from", "to", "mode", "space", "res", "den", "label", "snp", "desc",
-)
-ENTITY_ALIASES = {
-    "subject": "sub", "session": "ses", "acquisition": "acq", "reconstruction": "rec",
-    "ceagent": "ce", "direction": "dir", "resolution": "res", "density": "den",
-    "description": "desc",
-}
 
 #: Default pybids query for the T1-weighted images.
 T1W_QUERY = {"datatype": "anat", "suffix": "T1w", "extension": [".nii", ".nii.gz"]}
@@ -274,129 +258,3 @@ def collect_t1w(layout, subjects: Iterable[str], sessions: Iterable[str] | None 
             f"{', '.join(subjects)}; check --participant-label, --session-label and "
             "--bids-filter-file")
     return sorted(found, key=lambda t: (t.subject, t.session or "", t.path.name))
-
-
-def derivative_name(entities: Mapping[str, str | int | float], suffix: str,
-                    extension: str) -> str:
-    """File name for a derivative, with entities in the canonical order.
-
-    Parameters
-    ----------
-    entities : mapping
-        Entity names (``sub`` or ``subject`` ...) to labels; ``None`` values are skipped.
-    suffix : str
-        e.g. ``T1w``, ``mask``, ``xfm``.
-    extension : str
-        e.g. ``.nii.gz``.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> derivative_name({"sub": "01", "desc": "preproc", "ses": "1"}, "T1w", ".nii.gz")
-    'sub-01_ses-1_desc-preproc_T1w.nii.gz'
-    """
-    clean = {}
-    for key, value in entities.items():
-        if value is None:
-            continue
-        key = ENTITY_ALIASES.get(key, key)
-        if key not in ENTITY_ORDER:
-            raise ValueError(f"unknown BIDS entity {key!r}")
-        if isinstance(value, float):
-            value = f"{value:g}".replace(".", "p")
-        clean[key] = str(value)
-    if "sub" not in clean:
-        raise ValueError("a derivative name needs a 'sub' entity")
-    parts = [f"{key}-{clean[key]}" for key in ENTITY_ORDER if key in clean]
-    if not extension.startswith("."):
-        extension = "." + extension
-    return "_".join([*parts, suffix]) + extension
-
-
-def derivative_path(output_dir: Path, entities: Mapping[str, str | int | float], suffix: str,
-                    extension: str, datatype: str = "anat") -> Path:
-    """Full path of a derivative: ``OUT/sub-X[/ses-Y]/<datatype>/<name>``.
-
-    Examples
-    --------
-    >>> derivative_path(Path("/out"), {"sub": "01", "ses": "2", "run": 1,
-    ...                 "from": "T1w", "to": "MNI152NLin2009aSym", "mode": "image"},
-    ...                 "xfm", ".mat").as_posix()
-    '/out/sub-01/ses-2/anat/sub-01_ses-2_run-1_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.mat'
-    """
-    name = derivative_name(entities, suffix, extension)
-    sub = entities.get("sub", entities.get("subject"))
-    ses = entities.get("ses", entities.get("session"))
-    folder = Path(output_dir) / f"sub-{sub}"
-    if ses is not None:
-        folder = folder / f"ses-{ses}"
-    return folder / datatype / name
-
-
-def container_info() -> dict[str, str] | None:
-    """The container bgs_app runs in, as BIDS's ``GeneratedBy.Container``, or None."""
-    if os.getenv("APPTAINER_NAME") or os.getenv("SINGULARITY_NAME"):
-        return {"Type": "singularity",
-                "Tag": os.getenv("APPTAINER_NAME") or os.getenv("SINGULARITY_NAME")}
-    if os.getenv("BGS_APP_CONTAINER") or Path("/.dockerenv").exists() or Path(
-            "/run/.containerenv").exists():
-        return {"Type": "docker", "Tag": os.getenv("BGS_APP_CONTAINER", f"bgs_app:{__version__}")}
-    return None
-
-
-def write_derivative_description(output_dir: Path, bids_dir: Path | None = None,
-                                 name: str = "bgs_app") -> Path:
-    """Write ``dataset_description.json`` for the derivatives dataset at ``output_dir``.
-
-    Parameters
-    ----------
-    output_dir : pathlib.Path
-    bids_dir : pathlib.Path, optional
-        The source dataset, named in ``SourceDatasets`` (with its DOI when it has one).
-    name : str
-        Pipeline name.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    generated = {"Name": name, "Version": __version__,
-                 "CodeURL": "https://github.com/bgs-app/bgs_app"}
-    container = container_info()
-    if container:
-        generated["Container"] = container
-    desc = {
-        "Name": f"{name} outputs",
-        "BIDSVersion": "1.10.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated],
-        "HowToAcknowledge": "Please cite bgs_app and the references in the reports' "
-                            "methods section.",
-    }
-    if bids_dir is not None:
-        source: dict[str, str] = {"URL": Path(bids_dir).absolute().as_uri()}
-        src_desc = Path(bids_dir) / "dataset_description.json"
-        if src_desc.is_file():
-            try:
-                doi = json.loads(src_desc.read_text()).get("DatasetDOI")
-            except json.JSONDecodeError:
-                doi = None
-            if doi:
-                source = {"DOI": doi}
-        desc["SourceDatasets"] = [source]
-        # Sidecars name their sources as bids:raw:<path>.
-        desc["DatasetLinks"] = {"raw": Path(bids_dir).absolute().as_uri()}
-    return write_json(Path(output_dir) / "dataset_description.json", desc)
-
-
-def write_bidsignore(output_dir: Path, patterns: Iterable[str]) -> Path:
-    """Add ``patterns`` to ``output_dir/.bidsignore`` (keeping lines already there)."""
-    path = Path(output_dir) / ".bidsignore"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    for pattern in patterns:
-        if pattern not in lines:
-            lines.append(pattern)
-    return write_text(path, "\n".join(lines) + "\n")

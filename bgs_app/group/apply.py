@@ -1,0 +1,63 @@
+"""Apply mode: a site scores its participants with a released model and tests the scores
+against its own measures (``bgs_app BIDS OUT group --model MODEL_DIR``).
+
+The train-mode stages in another order, without training: (genotypes, when given) ->
+scores -> group maps -> associations. Nothing here imports Nipype.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from bgs_app.config import RunContext
+from bgs_app.errors import UsageError
+from bgs_app.group.associations import associate_scores
+from bgs_app.group.genotypes import load_study_genotypes
+from bgs_app.group.inputs import GroupInputs
+from bgs_app.group.saliency import applied_maps
+from bgs_app.group.scores import score_applied
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+def refuse_mixing(context: RunContext) -> None:
+    """Apply mode must not write into a folder that holds training results.
+
+    Raises
+    ------
+    UsageError
+        ``OUT_DIR/group`` holds a model trained there (``model/``, ``split.tsv``).
+    """
+    out = context.group_dir
+    trained = [p for p in (out / "model", out / "split.tsv") if p.exists()]
+    if trained:
+        raise UsageError(
+            f"{out} holds the results of training ({', '.join(p.name for p in trained)}); "
+            "applying a model there would overwrite its scores, associations and report "
+            "with another analysis. Write apply-mode results to another output folder "
+            "(a second derivatives folder for this site)")
+
+
+def apply_model(context: RunContext, inputs: GroupInputs) -> None:
+    """Score every image with ``--model``; group maps and associations (and, with
+    ``--genotypes``, the model's performance on this site and the genotype rows)."""
+    from bgs_app.grid import grid_metadata
+    from bgs_app.model.bundle import load_bundle
+
+    config = context.config
+    grid = grid_metadata(inputs.resolution, inputs.template)
+    model, meta = load_bundle(config.model, expect_grid=grid)
+    snps = [s["snp"] for s in meta["snps"]]
+    images = inputs.images
+    dosages = None
+    if config.genotypes is not None:
+        genotypes = load_study_genotypes(context, inputs.participants, snps)
+        dosages = genotypes.dosages.reindex(columns=snps)
+    score_applied(context, model, meta, images, dosages)
+    if not config.no_saliency:
+        applied_maps(context, model, meta, images, dosages, grid)
+    recorded = pd.DataFrame([{"model": "cnn", **m} for m in meta.get("test_metrics") or []])
+    associate_scores(context, dosages, None, performance=("cnn",),
+                     gate_performance=recorded if len(recorded) else None)

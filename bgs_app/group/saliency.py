@@ -1,0 +1,202 @@
+"""Group maps (``saliency/``): where each score looks, over the held-out (or applied)
+images, and where its attributions change with its SNP's dosage.
+
+Per SNP: the mean brain-normalised |attribution| (``desc-saliency``; with
+``--saliency-by-genotype`` also per genotype class), the genotype-correlation map
+(``desc-genotypecorr``, when dosages are known), both smoothed within the brain, with a
+JSON sidecar and an atlas-region table each.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from bgs_app.bids.derivatives import group_map_name, group_regions_name, sidecar_path
+from bgs_app.config import GROUP_SMOOTHING_MM, RunContext
+from bgs_app.group.stage import stage
+from bgs_app.utils.tables import write_table
+
+LOGGER = logging.getLogger("bgs_app")
+
+REGION_COLUMNS = {
+    "region": {"Description": "Atlas region"},
+    "label": {"Description": "Atlas label value"},
+    "voxels": {"Description": "Model-grid voxels of the region"},
+    "mean_saliency": {"Description": "Mean group saliency in the region (1 = brain mean)"},
+    "rank": {"Description": "Rank by mean saliency (1 = most salient)"},
+}
+ATLAS = "Harvard-Oxford (max-prob, 25%)"
+
+
+def _method(context: RunContext) -> str:
+    return context.config.saliency_method or "integrated_gradients"
+
+
+def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame,
+                  dosages: pd.DataFrame, grid: dict) -> None:
+    """Group maps over the held-out images of every model (skipped when current)."""
+    from bgs_app.model.saliency import GenotypeCorrelation, group_saliency
+
+    config = context.config
+    out = context.group_dir / "saliency"
+    method = _method(context)
+    snps = list(dosages.columns)
+    maps_stage = stage(context, "saliency",
+                       [[m.meta["weights_sha256"] for m in models], method, config.ig_steps,
+                        config.saliency_by_genotype, "genotype-correlation-1"],
+                       [out / group_map_name(s, "saliency") for s in snps])
+    if maps_stage.current():
+        LOGGER.info("Group saliency is current; skipped")
+        return
+    held = []
+    for trained in models:
+        test = set(trained.test)
+        held.append((trained.name, trained.model,
+                     [i for i, p in enumerate(images["participant_id"]) if p in test]))
+    everyone = sorted({i for _, _, rows in held for i in rows})
+    correlation = GenotypeCorrelation(
+        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float))
+    sums, counts = {}, {}
+    for name, model, rows in held:
+        subject_dosages = [dosages.loc[images["participant_id"][i]].to_numpy(float)
+                           for i in rows]
+        groups = subject_dosages if config.saliency_by_genotype else None
+        LOGGER.info("%s: %s saliency of %d SNP(s) over %d held-out image(s)", name, method,
+                    len(snps), len(rows))
+        maps = group_saliency(model, (store[r] for r in rows), snps, method=method,
+                              groups=groups, correlation=correlation,
+                              dosages=subject_dosages, n_steps=config.ig_steps,
+                              device=context.device)
+        for snp, by_key in maps.items():
+            for key, amap in by_key.items():
+                n = len(rows) if key == "all" else sum(
+                    1 for g in groups if g[snps.index(snp)] == int(key))
+                sums[(snp, key)] = sums.get((snp, key), 0) + amap * n
+                counts[(snp, key)] = counts.get((snp, key), 0) + n
+    write_saliency_outputs(context, sums, counts, snps, grid, method)
+    write_genotype_correlation_outputs(context, correlation, grid, method)
+    maps_stage.done()
+
+
+def applied_maps(context: RunContext, model, meta: dict, images: pd.DataFrame,
+                 dosages: pd.DataFrame | None, grid: dict) -> None:
+    """Apply mode: group maps over every image (genotype correlation with dosages)."""
+    from bgs_app.model.saliency import GenotypeCorrelation, group_saliency
+    from bgs_app.model.scores import load_volume
+
+    config = context.config
+    method = _method(context)
+    snps = [s["snp"] for s in meta["snps"]]
+    correlation = per_image = None
+    if dosages is not None:
+        per_image = dosages.reindex(images["participant_id"]).to_numpy(float)
+        correlation = GenotypeCorrelation(snps, per_image)
+    maps = group_saliency(model, (load_volume(p, meta["grid"]) for p in images["path"]),
+                          snps, method=method, n_steps=config.ig_steps,
+                          correlation=correlation, dosages=per_image, device=context.device)
+    sums = {(s, k): m * len(images) for s, by in maps.items() for k, m in by.items()}
+    counts = {key: len(images) for key in sums}
+    write_saliency_outputs(context, sums, counts, snps, grid, method)
+    if correlation is not None:
+        write_genotype_correlation_outputs(context, correlation, grid, method)
+
+
+def write_saliency_outputs(context: RunContext, sums: dict, counts: dict, snps: list[str],
+                           grid: dict, method: str) -> None:
+    """Group saliency maps (NIfTI, model grid) and their atlas region tables."""
+    import nibabel as nb
+
+    from bgs_app.model.saliency import region_table
+    from bgs_app.templates import atlas_on_grid
+    from bgs_app.utils.atomic import save_nifti, write_json
+
+    out = context.group_dir / "saliency"
+    out.mkdir(parents=True, exist_ok=True)
+    atlas, labels = atlas_on_grid(context.template, grid)
+    affine = np.asarray(grid["Affine"])
+    for (snp, key), total in sums.items():
+        if not counts[(snp, key)]:
+            continue
+        sigma = GROUP_SMOOTHING_MM / float(grid["Resolution"])
+        mean = smooth_within_brain(total / counts[(snp, key)], sigma)
+        path = out / group_map_name(snp, "saliency", None if key == "all" else key)
+        save_nifti(nb.Nifti1Image(mean, affine), path)
+        meta = {"SNP": snp, "Method": method, "Subjects": int(counts[(snp, key)]),
+                "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
+                "Description": "Mean over held-out subjects of the absolute attribution of "
+                               "the SNP's score, each divided by its mean in the brain, "
+                               "smoothed within the brain (Gaussian, SmoothingSigmaMm)"
+                               + ("" if key == "all" else f"; subjects with genotype {key}"),
+                "SpatialReference": context.template.name}
+        write_json(sidecar_path(path), meta)
+        if key == "all" and atlas is not None:
+            table = region_table(mean, atlas, labels, top=None)
+            write_table(table, out / group_regions_name(snp, "saliency"), REGION_COLUMNS,
+                        {"Atlas": ATLAS, "SNP": snp, "Method": method})
+
+
+def write_genotype_correlation_outputs(context: RunContext, correlation, grid: dict,
+                                       method: str) -> None:
+    """Genotype-correlation maps (|r| smoothed within the brain) and their region tables.
+
+    Parameters
+    ----------
+    context : RunContext
+    correlation : bgs_app.model.saliency.GenotypeCorrelation
+        Fed with every held-out subject's attributions (through
+        :func:`~bgs_app.model.saliency.group_saliency`); its ``inside`` is the mask.
+    grid, method
+        As for :func:`write_saliency_outputs`.
+    """
+    import nibabel as nb
+
+    from bgs_app.model.saliency import region_table
+    from bgs_app.templates import atlas_on_grid
+    from bgs_app.utils.atomic import save_nifti, write_json
+
+    inside = correlation.inside
+    if inside is None:
+        return
+    out = context.group_dir / "saliency"
+    out.mkdir(parents=True, exist_ok=True)
+    atlas, labels = atlas_on_grid(context.template, grid)
+    affine = np.asarray(grid["Affine"])
+    sigma = GROUP_SMOOTHING_MM / float(grid["Resolution"])
+    for snp, r in correlation.maps().items():
+        j = correlation.snps.index(snp)
+        data = smooth_within_brain(np.where(inside, np.abs(r), 0).astype(np.float32), sigma)
+        path = out / group_map_name(snp, "genotypecorr")
+        save_nifti(nb.Nifti1Image(data, affine), path)
+        write_json(sidecar_path(path), {
+            "SNP": snp, "Method": method, "Subjects": int(correlation.count[j]),
+            "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
+            "NullLevel": round(float(np.sqrt(2 / np.pi / max(correlation.count[j], 1))), 4),
+            "Description": "Absolute Pearson correlation, over held-out subjects with a "
+                           "genotype call, between the subject's attribution at the voxel "
+                           "and the SNP's dosage, smoothed within the brain (Gaussian, "
+                           "SmoothingSigmaMm). High where the genotype changes what the "
+                           "score's attribution sees; NullLevel is the mean |r| expected "
+                           "at a voxel without any such change.",
+            "SpatialReference": context.template.name})
+        if atlas is not None:
+            table = region_table(data, atlas, labels, top=None)
+            write_table(table, out / group_regions_name(snp, "genotypecorr"),
+                        {**REGION_COLUMNS, "mean_saliency": {
+                            "Description": "Mean genotype correlation |r| in the region"}},
+                        {"Atlas": ATLAS, "SNP": snp, "Method": method})
+
+
+def smooth_within_brain(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing normalised by the smoothed brain mask (no leak from outside)."""
+    from scipy.ndimage import gaussian_filter
+
+    brain = (volume > 0).astype(np.float32)
+    if sigma <= 0:
+        return volume.astype(np.float32)
+    num = gaussian_filter(volume.astype(np.float32) * brain, sigma)
+    den = gaussian_filter(brain, sigma)
+    out = np.where(brain > 0, num / np.maximum(den, 1e-6), 0.0)
+    return out.astype(np.float32)

@@ -1,0 +1,99 @@
+"""Scores (``scores.tsv``): every image scored by the model that did not train on it, or by
+a released model (apply mode); and the CNN's held-out performance, a part of
+``performance.tsv`` kept in the work folder until the associations stage assembles it."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from bgs_app.config import RunContext
+from bgs_app.group.stage import performance_part
+from bgs_app.utils.atomic import write_tsv
+from bgs_app.utils.tables import write_table
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+def score_held_out(context: RunContext, models: list, store, images: pd.DataFrame,
+                   split: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Probabilities of every image from the model that did not train on it.
+
+    Returns
+    -------
+    probs : numpy.ndarray
+        (images, SNPs, 3).
+    scored : pandas.Series
+        Per image, the set or fold the scoring model held it in.
+    """
+    from bgs_app.model.scores import predict_volumes
+
+    probs = np.full((len(images), models[0].model.n_snps, 3), np.nan)
+    scored = pd.Series("", index=images.index)
+    for trained in models:
+        if trained.name == "model":
+            rows = list(range(len(images)))
+        else:
+            test = set(trained.test)
+            rows = [i for i, p in enumerate(images["participant_id"]) if p in test]
+        probs[rows] = predict_volumes(trained.model, (store[r] for r in rows),
+                                      device=context.device)
+        scored.iloc[rows] = [split[p] for p in images["participant_id"].iloc[rows]]
+    return probs, scored
+
+
+def write_held_out_scores(context: RunContext, probs: np.ndarray, scored: pd.Series,
+                          images: pd.DataFrame, dosages: pd.DataFrame, models: list) -> None:
+    """``scores.tsv`` and the CNN's performance on the held-out images."""
+    from bgs_app.model.scores import SCORES_SIDECAR, scores_long
+    from bgs_app.stats.metrics import genotype_metrics
+
+    snps = list(dosages.columns)
+    long = scores_long(probs, snps, images["participant_id"].tolist(),
+                       images["session_id"].tolist(), scored.tolist())
+    write_table(long, context.group_dir / "scores.tsv", SCORES_SIDECAR,
+                {"Models": {m.name: m.meta["weights_sha256"] for m in models}})
+    held = scored.str.startswith("fold-") | (scored == "test")
+    rows = []
+    for j, snp in enumerate(snps):
+        d = dosages.loc[images["participant_id"][held], snp].to_numpy(float)
+        rows.append({"model": "cnn", "snp": snp,
+                     **genotype_metrics(d, probs[held.to_numpy(), j])})
+    write_tsv(pd.DataFrame(rows), performance_part(context, "cnn"))
+
+
+def score_applied(context: RunContext, model, meta: dict, images: pd.DataFrame,
+                  dosages: pd.DataFrame | None) -> np.ndarray:
+    """Apply mode: every image scored by the released model (``scores.tsv``), and its
+    performance on this site's genotypes when they are given.
+
+    Returns
+    -------
+    numpy.ndarray
+        (images, SNPs, 3) probabilities.
+    """
+    from bgs_app.model.scores import SCORES_SIDECAR, load_volume, predict_volumes, scores_long
+    from bgs_app.stats.metrics import genotype_metrics
+
+    config = context.config
+    snps = [s["snp"] for s in meta["snps"]]
+    probs = predict_volumes(model, (load_volume(p, meta["grid"]) for p in images["path"]),
+                            device=context.device)
+    LOGGER.info("Scored %d image(s) with %s", len(images), config.model)
+    long = scores_long(probs, snps, images["participant_id"].tolist(),
+                       images["session_id"].tolist(), ["apply"] * len(images))
+    write_table(long, context.group_dir / "scores.tsv", SCORES_SIDECAR,
+                {"Models": {"model": meta["weights_sha256"]}, "ModelPath": str(config.model)})
+    part = performance_part(context, "cnn")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    if dosages is not None:
+        rows = []
+        for j, snp in enumerate(snps):
+            d = dosages.reindex(images["participant_id"])[snp].to_numpy(float)
+            rows.append({"model": "cnn", "snp": snp, **genotype_metrics(d, probs[:, j])})
+        write_tsv(pd.DataFrame(rows), part)
+    elif part.exists():
+        part.unlink()
+    return probs

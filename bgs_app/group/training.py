@@ -1,0 +1,175 @@
+"""Training: the tensor store, then one model bundle per model of the split (``model/``).
+
+Each model trains with checkpoints in the work folder (an interrupted run resumes from
+the last one) and is written as a bundle with its held-out metrics; a bundle made from
+the same store, genotypes, split and settings is reused. Under ``torchrun`` every rank
+trains (DistributedDataParallel); rank 0 builds the store and writes the bundles.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bgs_app.config import RunContext
+from bgs_app.group.stage import stage
+from bgs_app.model import distributed
+
+LOGGER = logging.getLogger("bgs_app")
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and the participants it holds out.
+
+    Attributes
+    ----------
+    name : str
+        ``model`` (held-out split) or ``fold-<k>``.
+    model : bgs_app.model.network.SFCN
+    test : list of str
+        The participants it scores.
+    meta : dict
+        Its bundle's ``model.json``.
+    """
+
+    name: str
+    model: object
+    test: list[str]
+    meta: dict
+
+
+def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
+    """The tensor store of the model-grid images (built by rank 0, opened by the others).
+
+    Returns
+    -------
+    bgs_app.model.store.TensorStore
+    """
+    from bgs_app.model.store import StoreItem, TensorStore
+    from bgs_app.model.store import build_store as build
+
+    folder = context.group_work / "store"
+    if not context.is_main:
+        distributed.barrier()  # rank 0 builds the store
+        return TensorStore(folder)
+    items = [StoreItem(r.participant_id, r.session_id, Path(r.path))
+             for r in images.itertuples()]
+    store = build(items, folder, grid_metadata=grid, nprocs=context.config.nprocs,
+                  progress=context.config.verbose >= 1)
+    distributed.barrier()
+    return store
+
+
+def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
+                 split: pd.Series, counted: dict[str, str], grid: dict) -> list[TrainedModel]:
+    """Train every model of ``split`` (or reuse its bundle when current).
+
+    Parameters
+    ----------
+    context : RunContext
+    store : bgs_app.model.store.TensorStore
+        Rows in the order of ``images``.
+    images : pandas.DataFrame
+        See :class:`bgs_app.group.inputs.GroupInputs`.
+    dosages : pandas.DataFrame
+        Participants x SNPs after QC.
+    split : pandas.Series
+        Participant -> set or fold (:func:`bgs_app.group.split.make_study_split`); its
+        models are :func:`bgs_app.group.split.model_sets`.
+    counted : dict
+        SNP -> counted allele.
+    grid : dict
+        :func:`bgs_app.grid.grid_metadata`.
+
+    Returns
+    -------
+    list of TrainedModel
+        Empty on ranks other than 0.
+    """
+    from bgs_app.group.split import model_sets
+    from bgs_app.model.bundle import load_bundle, save_bundle
+    from bgs_app.model.train import TrainConfig, train_model
+
+    config = context.config
+    sets = model_sets(context, split)
+    snps = list(dosages.columns)
+    cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                      lr=config.learning_rate, seed=config.seed,
+                      channels=tuple(config.channels), patience=config.patience,
+                      device=context.device, compile=config.torch_compile,
+                      num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
+    rows_of: dict[str, list[int]] = {}
+    for i, pid in enumerate(images["participant_id"]):
+        rows_of.setdefault(pid, []).append(i)
+
+    def rows(pids):
+        return [r for p in pids for r in rows_of[p]]
+
+    def dos(pids):
+        return dosages.loc[[p for p in pids for _ in rows_of[p]]].to_numpy(np.float32)
+
+    models = []
+    for name, train, val, test in sets:
+        bundle_dir = (context.group_dir / "model" if name == "model"
+                      else context.group_dir / "model" / name)
+        train_dir = context.group_work / "train" / name
+        parts = [store.index["sha256"].tolist(), dosages.to_numpy().tolist(),
+                 split.to_dict(), vars(cfg), snps]
+        trained = stage(context, f"train-{name}", parts, [bundle_dir / "model.json"])
+        if trained.current():  # every rank agrees
+            if context.is_main:
+                model, meta = load_bundle(bundle_dir)
+                LOGGER.info("%s: trained model is current; reusing %s", name, bundle_dir)
+                models.append(TrainedModel(name, model, test, meta))
+            continue
+        checkpoints = stage(context, f"run-{name}", parts, [train_dir])
+        stale = train_dir.exists() and not checkpoints.current()
+        distributed.barrier()  # every rank has looked before rank 0 changes anything
+        if context.is_main:
+            if stale:
+                shutil.rmtree(train_dir)  # checkpoints made from other data or settings
+            checkpoints.done()
+        distributed.barrier()
+        LOGGER.info("%s: training on %d, validating on %d, testing on %d participants",
+                    name, len(train), len(val), len(test))
+        model, log = train_model(store, rows(train), dos(train), rows(val), dos(val), snps,
+                                 train_dir, cfg)
+        if not context.is_main:
+            continue
+        metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)
+        save_bundle(model.cpu(), bundle_dir, snps=snps, counted_alleles=counted, grid=grid,
+                    training=_training_summary(context, cfg, train, val, test, log, name),
+                    metrics=metrics, training_log=train_dir / "training_log.tsv")
+        trained.done()
+        model, meta = load_bundle(bundle_dir)
+        models.append(TrainedModel(name, model, test, meta))
+    return models
+
+
+def _held_out_metrics(model, store, rows: list[int], dosages: np.ndarray, snps: list[str],
+                      device: str) -> list[dict]:
+    """Per-SNP metrics of a model on its held-out images (recorded in the bundle)."""
+    from bgs_app.model.scores import predict_volumes
+    from bgs_app.stats.metrics import genotype_metrics
+
+    probs = predict_volumes(model, (store[r] for r in rows), device=device)
+    metrics = []
+    for j, snp in enumerate(snps):
+        m = genotype_metrics(dosages[:, j], probs[:, j])
+        metrics.append({"snp": snp, **{k: (None if not np.isfinite(v) else float(v))
+                                       for k, v in m.items()}})
+    return metrics
+
+
+def _training_summary(context: RunContext, cfg, train, val, test, log, name: str) -> dict:
+    return {"config": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in vars(cfg).items()},
+            "n_train": len(train), "n_val": len(val), "n_test": len(test),
+            "epochs_run": int(len(log)), "split": name,
+            "genotypes": str(context.config.genotypes)}
