@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import numpy as np
 import pandas as pd
+from _common import machine
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
     loop = (time.perf_counter() - start) / len(pairs) * n_tests
     print(json.dumps({
         "benchmark": "associations: vectorised vs statsmodels loop",
-        "machine": f"{platform.node()} {platform.machine()}",
+        "machine": machine(),
         "scores": args.scores, "measures": args.measures, "subjects": n,
         "tests": n_tests, "vectorised_seconds": round(vectorised, 2),
         "statsmodels_loop_seconds_extrapolated": round(loop, 1),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -19,6 +18,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
     read_bytes = args.read_people * args.read_snps * 4
     print(json.dumps({
         "benchmark": "genotype reading (load_genotypes: read + match + QC)",
-        "machine": f"{platform.node()} {platform.machine()}",
+        "machine": machine(),
         "bed_people": args.people, "bed_snps": args.snps,
         "bed_mb": round(prefix.with_suffix(".bed").stat().st_size / 1e6, 1),
         "read_people": args.read_people, "read_snps": args.read_snps,

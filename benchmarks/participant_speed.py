@@ -16,7 +16,6 @@ import argparse
 import gzip
 import json
 import pickle
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+from _common import machine
+
+from bgs_app.bids.derivatives import derivative_path
 
 
 def node_times(work: Path) -> dict[str, list[float]]:
@@ -77,11 +79,11 @@ def main() -> None:
     dice = []
     for i in range(args.n_subjects):
         label = f"{i + 1:04d}"
-        est = np.asarray(nb.load(root / "out" / f"sub-{label}/anat/"
-                                 f"sub-{label}_desc-brain_mask.nii.gz").dataobj) > 0
-        truth = np.asarray(nb.as_closest_canonical(nb.load(
-            root / "study/derivatives/simulation-truth" / f"sub-{label}/anat/"
-            f"sub-{label}_desc-truth_mask.nii.gz")).dataobj) > 0
+        est = np.asarray(nb.load(derivative_path(root / "out", {"sub": label, "desc": "brain"},
+                                                 "mask", ".nii.gz")).dataobj) > 0
+        truth = np.asarray(nb.as_closest_canonical(nb.load(derivative_path(
+            root / "study/derivatives/simulation-truth", {"sub": label, "desc": "truth"},
+            "mask", ".nii.gz"))).dataobj) > 0
         dice.append(round(float(2 * (est & truth).sum() / (est.sum() + truth.sum())), 4))
 
     # Peer: antsRegistrationSyNQuick-like registration of the same image, by hand.
@@ -93,7 +95,8 @@ def main() -> None:
     from bgs_app.templates import get_template
 
     template = get_template()
-    n4 = ants.image_read(str(root / "out/sub-0001/anat/sub-0001_desc-preproc_T1w.nii.gz"))
+    n4 = ants.image_read(str(derivative_path(root / "out", {"sub": "0001", "desc": "preproc"},
+                                             "T1w", ".nii.gz")))
     start = time.perf_counter()
     fixed = template.t1w if args.peer_resolution == 1 else template.t1w_reg
     ants.registration(ants.image_read(str(fixed)), n4,
@@ -101,7 +104,7 @@ def main() -> None:
     peer = time.perf_counter() - start
     print(json.dumps({
         "benchmark": "participant level",
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "settings": {"registration": "syn", "omp_nthreads": args.omp_nthreads,
                      "native_resolution_factor": args.resolution},
         "n_subjects": args.n_subjects,

@@ -39,7 +39,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,10 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine as describe_machine  # noqa: E402
+from _common import machine_label  # noqa: E402
+
 # Run as modules of this checkout (also where no console scripts are installed).
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -85,22 +88,6 @@ def run_logged(cmd: list[str], log: Path) -> float:
     if code != 0:
         raise SystemExit(f"recovery: `{' '.join(cmd[:5])} ...` exited {code}; see {log}")
     return time.perf_counter() - began
-
-
-def _machine() -> dict:
-    import torch
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def simulate_command(study: Path, *, n: int, seed: int, resolution: float, effect: float,
@@ -242,8 +229,7 @@ def markdown(results: list[dict]) -> str:
                   f"{r['config']['resolution']:g} mm, {r['config']['pipeline']} pipeline, "
                   f"{r['config']['genotypes']} genotypes",
                   "",
-                  f"{r['date']} on {r['machine']['cpu']} ({r['machine']['cores']} cores"
-                  + (f", {r['machine']['gpu']}" if r["machine"].get("gpu") else "") + "); "
+                  f"{r['date']} on {machine_label(r['machine'])}; "
                   + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in r["times"].items()
                               if v is not None)
                   + (" (resumed run: times of the resumed part)" if r.get("resumed") else "")
@@ -394,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
               if k not in ("keep", "results", "markdown", "figure")}
     command = "python benchmarks/recovery.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
-    machine = _machine()
+    machine = describe_machine()
     plan = [] if args.no_planted else [(n, e, args.seed, False) for n in args.n
                                        for e in args.effect_size]
     plan += [(args.null_n or args.n[0], 0.0, args.seed + 1000 + k, True)

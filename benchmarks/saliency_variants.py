@@ -40,14 +40,14 @@ sys.path.insert(0, str(ROOT))
 
 from recovery import run_logged, simulate_command  # noqa: E402  (benchmarks/recovery.py)
 
-from bgs_app.group_train import smooth_within_brain  # noqa: E402
+from bgs_app.group.saliency import smooth_within_brain  # noqa: E402
 from bgs_app.model.bundle import load_bundle  # noqa: E402
 from bgs_app.model.saliency import (  # noqa: E402
     GenotypeCorrelation,
     attribute,
-    map_auc,
     normalised_abs,
 )
+from bgs_app.simulate.evaluate import map_auc  # noqa: E402
 from bgs_app.simulate.oracle import truth_model_grid  # noqa: E402
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,7 +29,8 @@ def _template_volume(resolution: float) -> np.ndarray:
     import nibabel as nb
     from nilearn.image import resample_img
 
-    from bgs_app.templates import get_template, model_grid
+    from bgs_app.grid import model_grid
+    from bgs_app.templates import get_template
 
     shape, affine = model_grid(resolution)
     tpl = get_template()
@@ -69,7 +70,7 @@ def main() -> None:
     model = SFCN(12).eval()
     result = {"resolution_mm": args.resolution, "grid": list(volume.shape),
               "threads": args.threads, "device": args.device, "snps": 12,
-              "machine": platform.processor() or platform.machine(),
+              "machine": machine(),
               "torch": torch.__version__}
     result["score_s_per_subject"] = _median_time(
         lambda: predict_volumes(model, [volume], device=args.device), args.repeats)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine
 
 import bgs_app.simulate.study as study
 from bgs_app.simulate import SimulationParams, simulate_study
@@ -52,7 +53,7 @@ def main() -> None:
     per_mb = statistics.median(sizes) / args.n_subjects / 1e6
     print(json.dumps({
         "benchmark": "bgs-simulate",
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        "machine": machine(),
         "nprocs": args.nprocs, "resolution": args.resolution,
         "n_subjects": args.n_subjects, "repeats": args.repeats,
         "seconds_per_subject_median": round(statistics.median(per_subject), 3),

@@ -2,15 +2,13 @@
 
 Usage: python benchmarks/speed.py [--quick] [--only NAME ...] [--out FILE]
        [--threads N] [--timeout SECONDS] [--dry-run] [--verbose]
-       python benchmarks/speed.py --part {store,training_scaling,participant_scaling} ...
-       (one of its own parts alone; add --help for that part's options)
-Runs every benchmark script of ``benchmarks/`` as a subprocess of this interpreter, with
-full-size options (or tiny ones with ``--quick``, which only checks that everything runs,
-in a few minutes), and three measurements of its own, run the same way as
-``speed.py --part NAME ...``: tensor-store reads against nibabel ``.nii.gz`` loading
-(``store``), group training time per epoch against the number of subjects
-(``training_scaling``, 3 mm, CPU) and participant-level wall time against the number of
-subjects (``participant_scaling``, 4 mm scans, ``--nprocs`` = --threads).
+The runner only: it runs every benchmark script of ``benchmarks/`` (one measurement
+each, printing one JSON object) as a subprocess of this interpreter, with full-size
+options (or tiny ones with ``--quick``, which only checks that everything runs, in a few
+minutes), among them ``store_speed.py`` (tensor-store reads against nibabel ``.nii.gz``
+loading), ``training_scaling.py`` (group training time per epoch against the number of
+subjects, 3 mm, CPU) and ``participant_scaling.py`` (participant-level wall time against
+the number of subjects, 4 mm scans, ``--nprocs`` = --threads).
 
 Prints one JSON object: the date, the machine (CPU model, cores, RAM, load average,
 torch, GPU), the exact sub-commands, each part's own JSON (``parts``), each part as a
@@ -31,32 +29,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when imported
+from _common import HERE, REPO, code_version, kill_group, last_json, machine  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Part:
-    """One measurement: a script of ``benchmarks/`` (or ``speed.py --part``) and its options."""
+    """One measurement: a script of ``benchmarks/`` and its options."""
 
     name: str
     script: str
@@ -68,8 +58,7 @@ class Part:
     def argv(self, quick: bool) -> list[str]:
         """The exact command line of this part."""
         args = self.quick if quick else self.full
-        internal = ("--part", self.name) if self.script == "speed.py" else ()
-        return [sys.executable, str(HERE / self.script), *internal, *args]
+        return [sys.executable, str(HERE / self.script), *args]
 
 
 def parts(threads: int) -> list[Part]:
@@ -87,7 +76,7 @@ def parts(threads: int) -> list[Part]:
              ("--people", "2000", "--snps", "100", "--read-people", "500", "--read-snps", "5",
               "--repeats", "2"),
              "genotype reading (read, match, QC)"),
-        Part("store", "speed.py",
+        Part("store", "store_speed.py",
              ("--volumes", "128", "--resolution", "2", "--repeats", "3", "--threads", t),
              ("--volumes", "8", "--resolution", "4", "--repeats", "1", "--threads", t),
              "tensor-store reads vs nibabel .nii.gz loading"),
@@ -103,7 +92,7 @@ def parts(threads: int) -> list[Part]:
              ("--device", "cuda", "--resolutions", "4", "--batch", "2", "--steps", "2",
               "--store-volumes", "8", "--workers", "0"),
              "training throughput on the GPU (bf16)", cuda=True),
-        Part("training_scaling", "speed.py",
+        Part("training_scaling", "training_scaling.py",
              ("--sizes", "32", "64", "128", "--resolution", "3", "--epochs", "2",
               "--threads", t),
              ("--sizes", "6", "10", "--resolution", "4", "--epochs", "1", "--batch-size",
@@ -129,7 +118,7 @@ def parts(threads: int) -> list[Part]:
              ("--n-subjects", "1", "--resolution", "4", "--omp-nthreads", t,
               "--peer-resolution", "2"),
              "participant level per subject and per step, and ants.registration by hand"),
-        Part("participant_scaling", "speed.py",
+        Part("participant_scaling", "participant_scaling.py",
              ("--subjects", "2", "4", "8", "--resolution", "4", "--nprocs", t,
               "--omp-nthreads", "1"),
              ("--subjects", "2", "--resolution", "4", "--nprocs", t, "--omp-nthreads", "1",
@@ -139,327 +128,7 @@ def parts(threads: int) -> list[Part]:
 
 
 # --------------------------------------------------------------------------------------
-# Helpers
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float] | None:
-    """Least-squares ``y = intercept + slope * x`` and its R² (None under two points)."""
-    if len(set(x)) < 2:
-        return None
-    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
-    pred = intercept + slope * np.asarray(x, float)
-    ss_res = float(((np.asarray(y) - pred) ** 2).sum())
-    ss_tot = float(((np.asarray(y) - np.mean(y)) ** 2).sum())
-    return {"intercept_seconds": round(float(intercept), 3),
-            "slope_seconds_per_subject": round(float(slope), 3),
-            "r2": round(1 - ss_res / ss_tot, 4) if ss_tot > 0 else 1.0}
-
-
-def _template_on_grid(resolution: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The packaged template's T1w and brain mask on the model grid, and its affine."""
-    import nibabel as nb
-    from nilearn.image import resample_img
-
-    from bgs_app.templates import get_template, model_grid
-
-    shape, affine = model_grid(resolution)
-    tpl = get_template()
-    t1 = resample_img(nb.load(tpl.t1w), target_affine=affine, target_shape=shape,
-                      force_resample=True, copy_header=True).get_fdata(dtype=np.float32)
-    mask = resample_img(nb.load(tpl.mask), target_affine=affine, target_shape=shape,
-                        interpolation="nearest", force_resample=True,
-                        copy_header=True).get_fdata() > 0
-    return t1, mask, affine
-
-
-def write_model_grid_images(folder: Path, n: int, resolution: float,
-                            seed: int = 0) -> list[Path]:
-    """``n`` model-grid images like the participant level's (float32 .nii.gz, brain only,
-    mean 1 in the brain): the template brain with a smooth random intensity field and
-    noise per subject, so that gzip sees realistic content."""
-    import nibabel as nb
-    from scipy.ndimage import gaussian_filter
-
-    t1, mask, affine = _template_on_grid(resolution)
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        field = gaussian_filter(rng.standard_normal(t1.shape, dtype=np.float32),
-                                sigma=8.0 / resolution)
-        field *= 0.1 / max(float(field.std()), 1e-6)
-        data = t1 * (1.0 + field) + rng.normal(0, 0.03 * float(t1[mask].mean()),
-                                               t1.shape).astype(np.float32)
-        data[~mask] = 0.0
-        data /= float(data[mask].mean())
-        img = nb.Nifti1Image(data.astype(np.float32), affine)
-        img.header.set_xyzt_units("mm", "sec")
-        path = folder / f"sub-{i + 1:04d}_space-model_res-{resolution:g}mm_T1w.nii.gz"
-        img.to_filename(path)
-        paths.append(path)
-    return paths
-
-
-def _build_store(paths: list[Path], folder: Path, threads: int):
-    from bgs_app.model.store import StoreItem, build_store
-
-    items = [StoreItem(f"sub-{i + 1:04d}", None, p) for i, p in enumerate(paths)]
-    return build_store(items, folder, nprocs=threads, progress=False)
-
-
-# --------------------------------------------------------------------------------------
-# Parts of this script (run as subprocesses: ``speed.py --part NAME ...``)
-
-
-def part_store(argv: list[str]) -> dict[str, Any]:
-    """Tensor-store reads vs nibabel .nii.gz loading of the same model-grid images."""
-    import nibabel as nb
-
-    parser = argparse.ArgumentParser(prog="speed.py --part store")
-    parser.add_argument("--volumes", type=int, default=128)
-    parser.add_argument("--resolution", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="threads building the store")
-    args = parser.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="bgs-speed-store-"))
-    try:
-        start = time.perf_counter()
-        paths = write_model_grid_images(folder / "nifti", args.volumes, args.resolution)
-        write_s = time.perf_counter() - start
-        start = time.perf_counter()
-        store = _build_store(paths, folder / "store", args.threads)
-        build_s = time.perf_counter() - start
-        grid = list(store.grid["shape"])
-        order = np.random.default_rng(1).permutation(args.volumes)
-
-        def read_nifti() -> None:
-            for i in order:
-                nb.load(paths[i]).get_fdata(dtype=np.float32)
-
-        def read_store() -> None:
-            for i in order:
-                store[int(i)]
-
-        nifti_s = _median_seconds(read_nifti, args.repeats) / args.volumes
-        store_s = _median_seconds(read_store, args.repeats) / args.volumes
-        nifti_mb = statistics.median(p.stat().st_size for p in paths) / 1e6
-        store_mb = (folder / "store/volumes.f16").stat().st_size / args.volumes / 1e6
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "benchmark": "tensor-store reads vs nibabel .nii.gz loading",
-        "volumes": args.volumes, "resolution_mm": args.resolution,
-        "grid": grid, "repeats": args.repeats,
-        "page_cache": "warm for both (files just written, one warm-up pass)",
-        "nifti_mb_per_volume": round(nifti_mb, 3), "store_mb_per_volume": round(store_mb, 3),
-        "write_nifti_seconds": round(write_s, 2), "build_store_seconds": round(build_s, 2),
-        "nibabel_seconds_per_volume": round(nifti_s, 6),
-        "store_seconds_per_volume": round(store_s, 6),
-        "nibabel_volumes_per_s": round(1 / nifti_s, 1),
-        "store_volumes_per_s": round(1 / store_s, 1),
-        "store_speedup": round(nifti_s / store_s, 1),
-    }
-
-
-def part_training_scaling(argv: list[str]) -> dict[str, Any]:
-    """Group training time per epoch for stores of several sizes (the app's training loop)."""
-    import pandas as pd
-    import torch
-
-    from bgs_app.model.train import TrainConfig, train_model
-
-    parser = argparse.ArgumentParser(prog="speed.py --part training_scaling")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128],
-                        help="subjects in the store (train + validation + test)")
-    parser.add_argument("--resolution", type=float, default=3.0)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    n_max = max(args.sizes)
-    snps = [f"rs{i}" for i in range(12)]
-    dosages = np.random.default_rng(0).binomial(2, 0.3, (n_max, len(snps))).astype(np.float32)
-    folder = Path(tempfile.mkdtemp(prefix="bgs-speed-train-"))
-    runs = []
-    try:
-        paths = write_model_grid_images(folder / "nifti", n_max, args.resolution)
-        store = _build_store(paths, folder / "store", args.threads)
-        grid = list(store.grid["shape"])
-        for n in sorted(args.sizes):
-            n_test = max(1, round(n * args.test_fraction))
-            n_val = max(2, round(n * args.val_fraction))
-            train = np.arange(n - n_test - n_val)
-            val = np.arange(len(train), len(train) + n_val)
-            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                              device=args.device, patience=args.epochs + 1)
-            start = time.perf_counter()
-            _, log = train_model(store, train, dosages[train], val, dosages[val], snps,
-                                 folder / f"train-{n}", cfg)
-            total = time.perf_counter() - start
-            seconds = pd.to_numeric(log["seconds"]).tolist()
-            runs.append({"subjects": n, "train": len(train), "val": n_val,
-                         "epoch_seconds": [round(s, 2) for s in seconds],
-                         "epoch_seconds_last": round(seconds[-1], 2),
-                         "seconds_per_training_volume": round(seconds[-1] / len(train), 3),
-                         "total_seconds_incl_setup": round(total, 2)})
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "benchmark": "group training seconds per epoch vs subjects",
-        "resolution_mm": args.resolution, "grid": grid, "device": args.device,
-        "threads": args.threads, "batch_size": args.batch_size, "epochs": args.epochs,
-        "snps": len(snps), "num_workers": 0,
-        "epoch": "one pass over the training volumes (augmented) + validation predictions",
-        "runs": runs,
-        "fit_epoch_seconds_vs_subjects": linear_fit(
-            [r["subjects"] for r in runs], [r["epoch_seconds_last"] for r in runs]),
-    }
-
-
-def part_participant_scaling(argv: list[str]) -> dict[str, Any]:
-    """Participant-level wall time for 2, 4, 8... subjects of one simulated study."""
-    from bgs_app.simulate import SimulationParams, simulate_study
-
-    parser = argparse.ArgumentParser(prog="speed.py --part participant_scaling")
-    parser.add_argument("--subjects", type=int, nargs="+", default=[2, 4, 8])
-    parser.add_argument("--resolution", type=float, default=4.0,
-                        help="native resolution factor of the simulated scans")
-    parser.add_argument("--nprocs", type=int, default=2)
-    parser.add_argument("--omp-nthreads", type=int, default=1)
-    parser.add_argument("--registration", choices=("syn", "affine"), default="syn")
-    parser.add_argument("--sloppy", action="store_true")
-    args = parser.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="bgs-speed-part-"))
-    runs, commands = [], []
-    try:
-        start = time.perf_counter()
-        simulate_study(folder / "study", SimulationParams(
-            n_subjects=max(args.subjects), seed=7, resolution=args.resolution),
-            nprocs=args.nprocs, progress=False)
-        simulate_s = time.perf_counter() - start
-        for n in sorted(args.subjects):
-            cmd = [sys.executable, "-m", "bgs_app.cli.run", str(folder / "study"),
-                   str(folder / f"out-{n}"), "participant", "--participant-label",
-                   *[f"{i + 1:04d}" for i in range(n)], "--nprocs", str(args.nprocs),
-                   "--omp-nthreads", str(args.omp_nthreads), "-w", str(folder / f"work-{n}"),
-                   "--registration", args.registration, "--skip-bids-validation",
-                   *(["--sloppy"] if args.sloppy else [])]
-            commands.append(shlex.join(cmd))
-            log = folder / f"log-{n}.txt"
-            start = time.perf_counter()
-            with open(log, "w") as fh:
-                code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=folder)
-            wall = time.perf_counter() - start
-            if code != 0:
-                raise RuntimeError(f"participant level failed ({code}) for {n} subjects:\n"
-                                   + log.read_text()[-3000:])
-            runs.append({"subjects": n, "wall_seconds": round(wall, 1),
-                         "seconds_per_subject": round(wall / n, 1)})
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {
-        "benchmark": "participant level wall time vs subjects",
-        "native_resolution_factor": args.resolution, "nprocs": args.nprocs,
-        "omp_nthreads": args.omp_nthreads, "registration": args.registration,
-        "sloppy": args.sloppy,
-        "simulate_seconds": round(simulate_s, 1), "runs": runs,
-        "fit_wall_seconds_vs_subjects": linear_fit(
-            [r["subjects"] for r in runs], [r["wall_seconds"] for r in runs]),
-        "commands": commands,
-    }
-
-
-INTERNAL: dict[str, Callable[[list[str]], dict[str, Any]]] = {
-    "store": part_store,
-    "training_scaling": part_training_scaling,
-    "participant_scaling": part_participant_scaling,
-}
-
-
-# --------------------------------------------------------------------------------------
 # The driver
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores, RAM, load, Python, torch and GPU of this machine."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        cpu = found.group(1).strip() if found else cpu
-    except OSError:
-        pass
-    try:
-        kb = int(re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(),
-                           re.M).group(1))
-        ram_gb = round(kb / 1024**2, 1)
-    except (OSError, AttributeError):
-        ram_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    cuda = torch.cuda.is_available()
-    return {
-        "hostname": platform.node(), "cpu_model": cpu, "cores_logical": os.cpu_count(),
-        "cores_usable": usable, "ram_gb": ram_gb,
-        "load_average_1_5_15_at_start": [round(v, 2) for v in os.getloadavg()],
-        "platform": platform.platform(), "python": platform.python_version(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if cuda else None,
-        "cuda": torch.version.cuda if cuda else None,
-    }
-
-
-def _code_version() -> dict[str, str | None]:
-    from bgs_app.__about__ import __version__
-
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"bgs_app": __version__, "git_commit": commit or None}
-
-
-def last_json(text: str) -> dict[str, Any]:
-    """The JSON object that ends ``text`` (scripts may log before it)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    decoder = json.JSONDecoder()
-    for match in reversed(list(re.finditer(r"^\{", text, re.M))):
-        try:
-            obj, end = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
-        if not text[end:].strip() and isinstance(obj, dict):
-            return obj
-    raise ValueError("no JSON object at the end of the output")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a part and everything it started (it leads its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def run_part(part: Part, quick: bool, tmp: Path, timeout: float | None,
@@ -482,10 +151,10 @@ def run_part(part: Part, quick: bool, tmp: Path, timeout: float | None,
         try:
             stdout, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             stdout, entry["error"] = "", f"timed out after {timeout:g} s"
         except BaseException:  # Ctrl-C: the part's whole process group goes too
-            _kill_group(proc)
+            kill_group(proc)
             raise
     entry["seconds"] = round(time.perf_counter() - start, 1)
     entry["returncode"] = proc.returncode
@@ -594,13 +263,6 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--part"]:  # one of this script's own parts, in its own process
-        if len(argv) < 2 or argv[1] not in INTERNAL:
-            print(f"--part needs one of {', '.join(INTERNAL)}", file=sys.stderr)
-            return 2
-        print(json.dumps(INTERNAL[argv[1]](argv[2:]), indent=2))
-        return 0
-
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     names = [p.name for p in parts(1)]
@@ -632,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "command": shlex.join([sys.executable, *sys.argv]),
-        "machine": machine(), **_code_version(),
+        "machine": machine(), **code_version(),
         "commands": {p.name: shlex.join(p.argv(args.quick)) for p in chosen},
         "parts": {},
     }

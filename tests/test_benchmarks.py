@@ -56,7 +56,7 @@ def test_dry_run_lists_every_part_and_runs_nothing(tmp_path):
     assert {"participant", "participant_scaling", "simulate", "genotypes", "associations",
             "store", "training", "training_scaling", "scoring"} <= set(report["commands"])
     assert "--omp-nthreads 3" in report["commands"]["participant"]
-    assert "--part store" in report["commands"]["store"]
+    assert "store_speed.py" in report["commands"]["store"]
 
 
 def test_unknown_part_is_refused(tmp_path):
@@ -66,10 +66,13 @@ def test_unknown_part_is_refused(tmp_path):
 
 def test_ratios_and_fits():
     speed = _speed_module()
-    fit = speed.linear_fit([2, 4, 8], [30.0, 50.0, 90.0])
+    common = sys.modules["_common"]  # the benchmarks' shared helpers, imported by speed.py
+    fit = common.linear_fit([2, 4, 8], [30.0, 50.0, 90.0])
     assert fit["slope_seconds_per_subject"] == pytest.approx(10.0)
     assert fit["intercept_seconds"] == pytest.approx(10.0) and fit["r2"] == 1.0
-    assert speed.linear_fit([2], [30.0]) is None
+    assert common.linear_fit([2], [30.0]) is None
+    assert common.machine_label({"cpu_model": "X", "cores_usable": 2}) == "X (2 cores)"
+    assert common.machine_label({"cpu": "Y", "cores": 4, "gpu": "H100"}) == "Y (4 cores, H100)"
     ratios = speed.ratios({
         "store": {"store_seconds_per_volume": 0.001, "nibabel_seconds_per_volume": 0.02,
                   "grid": [80, 96, 80]},
