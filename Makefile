@@ -51,8 +51,11 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow --durations=10
 
+# ruff, and the import contracts of .importlinter (make test checks them too, in
+# tests/test_architecture.py).
 lint: install
 	$(BIN)/ruff check bgs_app tests benchmarks
+	$(BIN)/lint-imports --config .importlinter
 
 demo: install
 	bash scripts/demo.sh $(DEMO_DIR) $(DEMO_N) $(NPROCS)
