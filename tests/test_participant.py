@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -444,3 +445,30 @@ def test_group_level_finds_outputs_at_1p5_mm(tmp_path, participant_run, capsys):
                  *common[4:], *genotypes])
     err = capsys.readouterr().err
     assert code == 18 and "exist at res-1p5: pass --resolution 1.5" in err, err
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_multiproc_workers_run_with_either_start_method(tmp_path, start):
+    """The plugin's workers die with their parent; a forkserver's are its own children, so
+    they must not take its pid for ours (they would exit at once and the run would hang)."""
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    from bgs_app.workflows.execute import BgsMultiProcPlugin
+
+    def parent_of_worker():
+        import os
+
+        return os.getppid()
+
+    wf = pe.Workflow(name=f"probe_{start}", base_dir=str(tmp_path))
+    nodes = [pe.Node(Function(function=parent_of_worker, output_names=["ppid"]),
+                     name=f"probe{i}") for i in range(2)]
+    wf.add_nodes(nodes)
+    result = wf.run(plugin=BgsMultiProcPlugin(plugin_args={"n_procs": 2,
+                                                            "mp_context": start}))
+    parents = {n.result.outputs.ppid for n in result.nodes()}
+    if start == "fork":
+        assert parents == {os.getpid()}
+    else:  # the forkserver's children
+        assert parents and os.getpid() not in parents

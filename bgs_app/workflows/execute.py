@@ -247,7 +247,7 @@ def _plugin(config: Config, n_images: int = 1) -> tuple[str, dict]:
     return "MultiProc", args
 
 
-def _worker_initializer(cwd: str, parent_pid: int) -> None:
+def _worker_initializer(cwd: str, parent_pid: int | None) -> None:
     from nipype.pipeline.plugins.multiproc import process_initializer
 
     die_with_parent(parent_pid)
@@ -270,10 +270,13 @@ class BgsMultiProcPlugin(MultiProcPlugin):
         # No worker has started yet (they start at the first submission): replace the
         # pool by one whose workers run our initializer.
         self.pool.shutdown(wait=False)
+        context = mp.get_context(self.plugin_args.get("mp_context"))
+        # A forkserver's workers are the server's children, not ours: the kernel then
+        # kills them with the server, which ends with this process.
+        parent = os.getpid() if context.get_start_method() in ("fork", "spawn") else None
         self.pool = ProcessPoolExecutor(
             max_workers=self.processors, initializer=_worker_initializer,
-            initargs=(self._cwd, os.getpid()),
-            mp_context=mp.get_context(self.plugin_args.get("mp_context")))
+            initargs=(self._cwd, parent), mp_context=context)
 
 
 def plugin_runner(name: str, args: dict):
