@@ -146,7 +146,10 @@ def run_study(base: Path, args: argparse.Namespace, *, n: int, effect: float, se
     if args.cv_folds:
         group += ["--cv-folds", str(args.cv_folds)]
     if args.genotypes == "1000g" and args.genetic_pcs:
-        group += ["--genetic-pcs", str(args.genetic_pcs)]
+        # The study holds every 1000 Genomes SNP of its people: genome-wide, so the PCs
+        # come from it, without the tested SNPs and 500 kb around them.
+        group += ["--genetic-pcs", str(args.genetic_pcs), "--pca-genotypes",
+                  str(study / "genetics/study")]
     times["group_s"] = run_logged(group, log)
     result = evaluate(study, out / "group", truth)
     result.update({"n": n, "effect_size_percent": effect, "seed": seed, "null": null,
@@ -184,14 +187,18 @@ def evaluate(study: Path, group: Path, truth: dict) -> dict:
                           for k in ("n_test", "auc", "r_dosage", "p_r_dosage")}
         snps.append(row)
     assoc = pd.read_csv(group / "associations.tsv", sep="\t", na_values="n/a")
-    assoc["validated"] = in_family(assoc)
-    sources = {}
-    for source, rows in assoc.groupby("source"):
+    member = in_family(assoc)
+    assoc["in_family"] = member
+    # One entry per corrected family (genetic, score, idp-<model>, genotype); older tables
+    # without families: one per source.
+    key = assoc["family"].fillna("").astype(str) if "family" in assoc else assoc["source"]
+    families = {}
+    for family, rows in assoc[member].groupby(key[member]):
         hits = rows[rows["p_bonferroni"] < 0.05]
         pairs = set(zip(hits["snp"], hits["measure"], strict=True))
-        sources[source] = {
-            "tests_in_family": int(rows["validated"].sum()),
-            "validated_scores": sorted(rows.loc[rows["validated"], "snp"].unique()),
+        families[family] = {
+            "tests_in_family": int(len(rows)),
+            "validated_scores": sorted(rows["snp"].unique()),
             "planted_found": sorted(f"{s}->{m}" for s, m in pairs & planted),
             "planted_missed": sorted(f"{s}->{m}" for s, m in planted - pairs),
             "overlap_found": sorted(f"{s}->{m}" for s, m in pairs & overlap),
@@ -200,10 +207,20 @@ def evaluate(study: Path, group: Path, truth: dict) -> dict:
                                           if s not in null),
             "best_planted_p_bonferroni": (None if not planted else _min_p(rows, planted)),
         }
-    return {"snps": snps, "associations": sources,
+    claims = {}
+    if "claim" in assoc:
+        pairs = assoc[assoc["source"] == "cnn"].drop_duplicates(["snp", "measure"])
+        for claim in ("genetic", "anatomical"):
+            chosen = pairs[pairs["claim"] == claim]
+            claims[claim] = {
+                kind: sorted(f"{s}->{m}" for s, m in zip(chosen["snp"], chosen["measure"],
+                                                        strict=True)
+                             if links.get((s, m), "none") == kind)
+                for kind in ("planted", "overlap", "none")}
+    return {"snps": snps, "associations": families, "claims": claims,
             "planted": sorted(f"{s}->{m}" for s, m in planted),
             "overlap": sorted(f"{s}->{m}" for s, m in overlap),
-            "n_tests": int(len(assoc)), "n_family": int(assoc["validated"].sum())}
+            "n_tests": int(len(assoc)), "n_family": int(member.sum())}
 
 
 def _min_p(rows: pd.DataFrame, planted: set) -> float | None:
@@ -250,20 +267,28 @@ def markdown(results: list[dict]) -> str:
                 cells += [_fmt(m.get("auc")), _fmt(m.get("r_dosage"))]
             cells += [_fmt(s.get("saliency_auc")), _fmt(s.get("genotypecorr_auc"))]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "| source | scores tested | planted links found (Bonferroni) | "
+        lines += ["", "| family | SNPs tested | planted links found (Bonferroni) | "
                   "missed | found through overlap | null-SNP rows significant | "
                   "other unlinked rows significant |", "|---|---|---|---|---|---|---|"]
         for source, a in sorted(r["associations"].items()):
             tested = ("all" if source == "genotype"
-                      else ", ".join(a["validated_scores"]) or "none")
+                      else ", ".join(a["validated_scores"]) or "none")  # source: a family
             cells = [a["planted_found"], a["planted_missed"], a["overlap_found"],
                      a["null_snp_hits"], a["other_unlinked_hits"]]
             lines.append(f"| {source} | {tested} | "
                          + " | ".join(", ".join(c) or "none" for c in cells) + " |")
+        if r.get("claims"):
+            lines += ["", "| CNN claim | planted links | through overlap | not linked |",
+                      "|---|---|---|---|"]
+            for claim, kinds in r["claims"].items():
+                lines.append(f"| {claim} | " + " | ".join(", ".join(kinds[k]) or "none"
+                                                       for k in ("planted", "overlap",
+                                                                 "none")) + " |")
         lines.append("")
     if nulls:
         lines += ["### Null studies (no causal SNP): family-wise error", "",
-                  "| source | studies with any Bonferroni-significant row | FWER (95 % CI) |",
+                  "| family (older records: source) | studies with any Bonferroni-significant "
+                  "row | FWER (95 % CI) |",
                   "|---|---|---|"]
         for source, (k, total) in sorted(fwer(nulls).items()):
             lo, hi = _clopper_pearson(k, total)
@@ -311,7 +336,9 @@ def power_figure(results: list[dict], path: Path) -> Path | None:
     for ax, source in zip(axes, ("cnn", "idp-gbm", "genotype"), strict=True):
         rows = []
         for r in real:
-            a = r["associations"].get(source)
+            # The CNN's links: its genetic claims' family (older records: its source).
+            a = r["associations"].get("genetic" if source == "cnn" else source) or \
+                r["associations"].get(source)
             if a is None or not r["planted"]:
                 continue
             kind = (f"{r['effect_size_percent']:g} %, {r['config']['resolution']:g} mm"

@@ -21,6 +21,9 @@ from bgs_app.templates import DEFAULT_TEMPLATE
 LEVELS = ("participant", "group")
 # Which scores enter the association family (bgs_app.stats.gate): the first is the default.
 SCORE_GATES = ("validated", "none")
+# False-discovery-rate method within each family: Benjamini-Hochberg (the default) or
+# Benjamini-Yekutieli (valid under any dependence between the family's tests).
+FDR_METHODS = ("bh", "by")
 RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
 
 
@@ -74,6 +77,8 @@ class Config:
     covariates: tuple[str, ...] | None = None
     nonlinear_age: bool = False
     score_gate: str = SCORE_GATES[0]
+    fdr_method: str = FDR_METHODS[0]
+    phenotype_session: str = "match"
     saliency_method: str | None = None
     saliency_native: bool = False
     saliency_by_genotype: bool = False

@@ -412,6 +412,11 @@ GROUP_CASES = [
      r"/nonexistent/study"),
     ("snps-absent", ["--snps", "rs000001", "rs000002"], 1,
      r"none of the requested SNPs \(rs000001, rs000002\) is in"),
+    ("pcs-without-a-genome-wide-file", ["--genetic-pcs", "2"], 64,
+     r"--genetic-pcs 2 needs either columns pc1 ... pc2 .* never computed from the tested"),
+    ("pcs-from-the-tested-snps", ["--genetic-pcs", "2", "--pca-genotypes", "{genotypes}"], 1,
+     r"\d+ SNP\(s\) remain for genetic PCs after leaving out the tested SNPs and 500 kb "
+     r"around them; at least 1000 are needed"),
 ]
 
 
@@ -423,6 +428,8 @@ def test_bad_group_inputs_are_refused_before_training(oracle_study, tmp_path, ca
 
     if "--phenotypes" not in extra:
         extra = [*extra, "--phenotypes", "fluid_intelligence"]
+    extra = [str(oracle_study["study"] / "genetics" / "study") if e == "{genotypes}" else e
+             for e in extra]
     argv = _group(oracle_study, tmp_path, *extra)
     if "--genotypes" in extra:  # the case's own genotypes replace the fixture's
         i = argv.index("--genotypes")

@@ -205,3 +205,35 @@ def test_simulated_study_qc_drops_planted_failures(sim_study):
     dropped = set(g.snp_qc.loc[~g.snp_qc["kept"], "snp"])
     assert dropped == {"simrare1", "simmono1", "simlowcall1", "simhwe1"}
     assert g.summary["mri_only"] > 0 and g.summary["genotype_only"] > 0
+
+
+def test_alleles_are_aligned_to_a_model_or_refused():
+    from bgs_app.errors import BgsError
+    from bgs_app.genetics.alleles import align_to_model
+
+    model = pd.DataFrame({"counted_allele": ["A", "G", "A", "C"],
+                          "other_allele": ["C", "T", "T", "G"],
+                          "counted_allele_freq": [0.3, 0.2, 0.2, 0.45]},
+                         index=["rs1", "rs2", "rs3", "rs4"])
+
+    def site(rows):
+        return pd.DataFrame(rows, columns=["counted_allele", "other_allele",
+                                           "counted_allele_freq"],
+                            index=[f"rs{i + 1}" for i in range(len(rows))])
+
+    flipped, aligned = align_to_model(model.iloc[:3], site([("A", "C", 0.31),
+                                                            ("T", "G", 0.78),
+                                                            ("A", "T", 0.22)]))
+    assert flipped == ["rs2"]  # A1/A2 swapped: flip, and say so
+    assert aligned.loc["rs2", "counted_allele"] == "G"
+    assert aligned.loc["rs2", "counted_allele_freq"] == pytest.approx(0.22)
+    # A strand-ambiguous SNP is kept only when the frequencies settle it.
+    with pytest.raises(BgsError, match=r"rs3 \(strand-ambiguous A/T"):
+        align_to_model(model.iloc[:3], site([("A", "C", 0.3), ("G", "T", 0.2),
+                                             ("A", "T", 0.75)]))
+    with pytest.raises(BgsError, match=r"rs4 \(strand-ambiguous C/G.*model 0.45"):
+        align_to_model(model, site([("A", "C", 0.3), ("G", "T", 0.2), ("A", "T", 0.2),
+                                    ("C", "G", 0.45)]))
+    # Alleles that match neither way: refused with both pairs named.
+    with pytest.raises(BgsError, match=r"rs1 \(model A/C, site G/T\)"):
+        align_to_model(model.iloc[:1], site([("G", "T", 0.3)]))

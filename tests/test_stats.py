@@ -235,3 +235,148 @@ def test_figures_of_a_table_without_estimates():
     table = associate(scores, phen, covs, source="cnn")
     assert table["p"].isna().all()
     assert forest_plot(table) is None and pvalue_heatmap(table) is None
+
+
+def _iv_design(seed: int, n: int = 500):
+    rng = np.random.default_rng(seed)
+    idx = pd.Index([f"sub-{i:04d}" for i in range(n)], name="participant_id")
+    d = pd.DataFrame({"rs1": rng.binomial(2, 0.3, n), "rs2": rng.binomial(2, 0.4, n)},
+                     index=idx).astype(float)
+    shared = rng.normal(size=n)
+    s = pd.DataFrame({"rs1": 0.4 * d["rs1"] + shared + rng.normal(size=n),
+                      "rs2": 0.03 * d["rs2"] + shared + rng.normal(size=n)}, index=idx)
+    covs = pd.DataFrame({"age": rng.normal(60, 8, n), "sex": rng.choice(["F", "M"], n),
+                         "site": rng.choice(list("abc"), n)}, index=idx)
+    y = pd.DataFrame({"fluid": 0.5 * shared + 0.25 * d["rs1"] + rng.normal(size=n),
+                      "rt": 0.4 * shared + rng.normal(size=n)}, index=idx)
+    s.iloc[:20, 0] = np.nan
+    y.iloc[30:45, 0] = np.nan
+    covs.iloc[50:55, 0] = np.nan
+    d.iloc[60:64, 1] = np.nan
+    return s, d, y, covs
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_genetic_tests_equal_statsmodels_and_linearmodels(seed):
+    """First stage, reduced form, 2SLS (with Wu-Hausman), remainder and the
+    Anderson-Rubin set, against statsmodels OLS and linearmodels IV2SLS."""
+    linearmodels = pytest.importorskip("linearmodels.iv")
+    from bgs_app.stats.genetic import genetic_tests, reduced_forms
+
+    s, d, y, covs = _iv_design(seed)
+    table = genetic_tests(s, d, y, covs).set_index(["snp", "measure", "test"])
+    reduced = reduced_forms(d, y, covs).set_index(["snp", "measure", "test"])
+    for snp in s.columns:
+        for measure in y.columns:
+            data = pd.concat([s[snp].rename("s"), d[snp].rename("d"), y[measure].rename("y"),
+                              covs], axis=1).dropna()
+            x = sm.add_constant(pd.concat([data[["age"]], pd.get_dummies(
+                data[["sex", "site"]], drop_first=True, dtype=float)], axis=1))
+            xd = pd.concat([x, data["d"]], axis=1)
+            first = sm.OLS(data["s"], xd).fit()
+            rf = sm.OLS(data["y"], xd).fit()
+            iv = linearmodels.IV2SLS(data["y"], x, data["s"], data["d"]).fit(
+                cov_type="unadjusted", debiased=True)
+            z = lambda v: (v - v.mean()) / v.std(ddof=1)  # noqa: E731
+            rem = sm.OLS(z(data["y"]), pd.concat([x, z(data["s"]), data["d"]], axis=1)).fit()
+            row = lambda t, key=(snp, measure): table.loc[(*key, t)]  # noqa: E731
+            assert row("first_stage")["n"] == len(data)
+            checks = [
+                (row("first_stage")["beta"], first.params["d"]),
+                (row("first_stage")["se"], first.bse["d"]),
+                (row("first_stage")["f_stat"], iv.first_stage.diagnostics["f.stat"].iloc[0]),
+                (row("first_stage")["partial_r2"],
+                 iv.first_stage.diagnostics["partial.rsquared"].iloc[0]),
+                (row("reduced_form")["beta"], rf.params["d"]),
+                (row("reduced_form")["p"], rf.pvalues["d"]),
+                (row("instrumented")["beta"], iv.params["s"]),
+                (row("instrumented")["se"], iv.std_errors["s"]),
+                (row("instrumented")["hausman_p"], iv.wu_hausman().pval),
+                (row("remainder")["beta"], rem.params["s"]),
+                (row("remainder")["p"], rem.pvalues["s"]),
+            ]
+            for ours, ref in checks:
+                assert ours == pytest.approx(ref, rel=1e-7, abs=1e-12)
+            # The genotype rows use every participant with a dosage and the measure.
+            alone = pd.concat([d[snp].rename("d"), y[measure].rename("y"), covs],
+                              axis=1).dropna()
+            xa = sm.add_constant(pd.concat([alone[["age"]], pd.get_dummies(
+                alone[["sex", "site"]], drop_first=True, dtype=float), alone["d"]], axis=1))
+            plain = sm.OLS(alone["y"], xa).fit()
+            mine = reduced.loc[(snp, measure, "reduced_form")]
+            assert mine["n"] == len(alone)
+            assert mine["beta"] == pytest.approx(plain.params["d"], rel=1e-7)
+            assert mine["p"] == pytest.approx(plain.pvalues["d"], rel=1e-7)
+            # The Anderson-Rubin set: at each finite end, the reduced form of y - b s has
+            # p = 0.05 exactly; its Wald ratio is inside.
+            ar = row("instrumented")
+            for end in (ar["ci_low"], ar["ci_high"]):
+                if np.isfinite(end):
+                    p = sm.OLS(data["y"] - end * data["s"], xd).fit().pvalues["d"]
+                    assert p == pytest.approx(0.05, abs=1e-8)
+            if ar["ci_kind"] == "bounded":
+                assert ar["ci_low"] < ar["beta"] < ar["ci_high"]
+
+
+def test_weak_instrument_gives_an_unbounded_anderson_rubin_set():
+    from bgs_app.stats.genetic import genetic_tests
+
+    s, d, y, covs = _iv_design(3)
+    table = genetic_tests(s, d, y, covs)
+    weak = table[(table["snp"] == "rs2") & (table["test"] == "instrumented")]
+    strong = table[(table["snp"] == "rs1") & (table["test"] == "instrumented")]
+    assert set(weak["ci_kind"]) <= {"unbounded", "rays"}
+    assert set(strong["ci_kind"]) == {"bounded"}
+
+
+def test_families_and_claims():
+    """Each family corrected within itself; a confounded score is anatomical, a planted
+    link with a strong first stage genetic."""
+    from bgs_app.stats.claims import association_table, in_family
+
+    s, d, y, covs = _iv_design(0, n=2000)
+    table = association_table(y, covs, cnn=s, dosages=d, validated={"cnn": ["rs1", "rs2"]},
+                              alleles=pd.DataFrame({"counted_allele": ["A", "G"],
+                                                    "other_allele": ["C", "T"],
+                                                    "counted_allele_freq": [0.3, 0.4]},
+                                                   index=["rs1", "rs2"]))
+    assert set(table["family"]) == {"", "genetic", "score", "genotype"}
+    for _, rows in table[in_family(table)].groupby("family"):
+        p = rows["p"].to_numpy()
+        assert rows["p_bonferroni"].to_numpy() == pytest.approx(np.minimum(p * len(rows), 1))
+        assert rows["q_fdr"].to_numpy() == pytest.approx(multipletests(p, method="fdr_bh")[1])
+    assert table.loc[table["family"] == "", "p_bonferroni"].isna().all()
+    claims = table[table["source"] == "cnn"].drop_duplicates(["snp", "measure"]).set_index(
+        ["snp", "measure"])["claim"]
+    assert claims[("rs1", "fluid")] == "genetic"  # planted through rs1, strong first stage
+    assert claims[("rs2", "rt")] == "anatomical"  # shared anatomy only
+    assert claims[("rs1", "rt")] == "anatomical"
+    assert table.loc[table["snp"] == "rs1", "counted_allele"].eq("A").all()
+    by = association_table(y, covs, cnn=s, dosages=d, fdr="by")
+    assert (by["q_fdr"].dropna() >= table["q_fdr"].dropna().reindex(by["q_fdr"].dropna()
+                                                                    .index) - 1e-12).all()
+    gated = association_table(y, covs, cnn=s, dosages=d, validated={"cnn": ["rs1"]})
+    assert not gated.loc[gated["snp"] == "rs2", "family"].isin(["genetic", "score"]).any()
+    rs2 = gated[(gated["snp"] == "rs2") & (gated["source"] == "cnn")]
+    assert (rs2["claim"] == "none").all()
+
+
+def test_sessions_become_one_row_per_participant(tmp_path):
+    from bgs_app.stats.phenotypes import read_tables
+
+    root = make_bids_tree(tmp_path / "ds", [], participants={
+        "sub-01": {"age": 50}, "sub-02": {"age": 60}, "sub-03": {"age": 70}})
+    (root / "phenotype").mkdir()
+    (root / "phenotype" / "cognition.tsv").write_text(
+        "participant_id\tsession_id\tfluid\n"
+        "sub-01\t2\t7\nsub-01\t1\t5\nsub-02\t1\t6\nsub-02\t2\t8\nsub-03\t1\t4\n")
+    sessions = {"sub-01": ["2"], "sub-02": ["3"]}
+    for policy, expected in (("match", [7, 6, 4]), ("first", [5, 6, 4]),
+                             ("last", [7, 8, 4]), ("mean", [6, 7, 4])):
+        table = read_tables(root, session=policy, image_sessions=sessions)
+        assert table.index.is_unique and len(table) == 3
+        assert table.loc[["sub-01", "sub-02", "sub-03"], "fluid"].tolist() == expected
+    with pytest.raises(UsageError, match="listed more than once"):
+        (root / "phenotype" / "more.tsv").write_text("participant_id\tx\nsub-01\t1\n"
+                                                     "sub-01\t2\n")
+        read_tables(root)

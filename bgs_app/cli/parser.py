@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bgs_app import __version__
-from bgs_app.config import DEFAULTS, LEVELS, RESOLUTIONS, SCORE_GATES, Config
+from bgs_app.config import DEFAULTS, FDR_METHODS, LEVELS, RESOLUTIONS, SCORE_GATES, Config
 from bgs_app.errors import UnknownLevelError, UsageError
 
 
@@ -170,18 +170,32 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
                        help="add N genetic principal components as covariates")
     g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",
-                       help="genome-wide, LD-thinned fileset for the genetic PCs "
-                            "(default: --genotypes)")
+                       help="genome-wide, LD-thinned fileset for the genetic PCs (at "
+                            "least 1,000 SNPs once the tested SNPs and 500 kb around them "
+                            "are left out); without it --genetic-pcs reads pc1 ... pcK "
+                            "columns of the tables")
     g_gen.add_argument("--nonlinear-age", dest="nonlinear_age", action="store_true",
                        help="add age^2 and age x sex to the covariates")
     g_gen.add_argument("--phenotypes", dest="phenotypes", nargs="+", metavar="COLUMN",
                        help="cognitive measures (columns of participants.tsv or phenotype/*.tsv)")
     g_gen.add_argument("--covariates", dest="covariates", nargs="+", metavar="COLUMN",
-                       help="covariates of the association models (e.g. age sex site)")
+                       help="covariates of the association models: columns of "
+                            "participants.tsv or phenotype/*.tsv, or an IDP such as etiv "
+                            "(from the participant level's tables); default: those of age, "
+                            "sex, site that exist")
+    g_gen.add_argument("--phenotype-session", dest="phenotype_session",
+                       choices=("match", "first", "last", "mean"),
+                       help="phenotype tables with several visits (session_id): the visit "
+                            "of the participant's image (else the first), the first, the "
+                            "last, or the mean" + _default("phenotype_session"))
     g_gen.add_argument("--score-gate", dest="score_gate", choices=SCORE_GATES,
                        help="which scores are tested against cognition: 'validated' only "
                             "those whose held-out score predicts the genotype (Bonferroni "
                             "over SNPs); 'none' every score" + _default("score_gate"))
+    g_gen.add_argument("--fdr-method", dest="fdr_method", choices=FDR_METHODS,
+                       help="false-discovery-rate q within each family: Benjamini-Hochberg "
+                            "(bh) or Benjamini-Yekutieli (by; valid under any dependence "
+                            "of the scores)" + _default("fdr_method"))
 
     g_model = parser.add_argument_group("Training, scores and saliency")
     g_model.add_argument("--test-fraction", dest="test_fraction", type=_fraction,

@@ -12,12 +12,19 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.genetics.match import match_ids
-from bgs_app.genetics.plink import PlinkFiles, check_bed, read_bim, read_dosages, read_fam
+from bgs_app.genetics.plink import (
+    GenotypeError,
+    PlinkFiles,
+    check_bed,
+    read_bim,
+    read_dosages,
+    read_fam,
+)
 
 
-def _standardised_blocks(files, rows, n_people, n_snps, block, min_maf):
-    for start in range(0, n_snps, block):
-        cols = np.arange(start, min(start + block, n_snps))
+def _standardised_blocks(files, rows, n_people, n_snps, block, min_maf, selected):
+    for start in range(0, len(selected), block):
+        cols = selected[start:start + block]
         g = read_dosages(files, rows, cols, n_people, n_snps)
         n = (~np.isnan(g)).sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -31,9 +38,66 @@ def _standardised_blocks(files, rows, n_people, n_snps, block, min_maf):
         yield start, keep, x
 
 
+#: Fewest SNPs genetic PCs are computed from (a genome-wide, LD-thinned panel has
+#: tens of thousands; a dozen candidate SNPs say nothing about ancestry).
+MIN_PCA_SNPS = 1000
+#: Half-width of the window around each tested SNP left out of the PCs (base pairs):
+#: PCs must not absorb the tested SNPs' own signal.
+EXCLUSION_BP = 500_000
+
+
+def pca_snps(prefix, exclude: pd.DataFrame | None = None, *, exclusion_bp: int = EXCLUSION_BP,
+             min_snps: int = MIN_PCA_SNPS, bim: pd.DataFrame | None = None) -> np.ndarray:
+    """The columns of a fileset that genetic PCs may use: all but the tested SNPs and
+    those within ``exclusion_bp`` of them (only the ``.bim`` is read).
+
+    Parameters
+    ----------
+    prefix : path-like
+    exclude : pandas.DataFrame, optional
+        The tested SNPs: ``snp`` and, where known, ``chrom`` and ``pos`` (else their
+        place in this fileset is used).
+    exclusion_bp, min_snps : int
+    bim : pandas.DataFrame, optional
+        The fileset's ``.bim``, when already read.
+
+    Raises
+    ------
+    GenotypeError
+        Fewer than ``min_snps`` SNPs remain (a candidate-SNP file, or the tested SNPs
+        themselves): the message says what to give instead.
+    """
+    files = PlinkFiles.from_prefix(prefix)
+    bim = read_bim(files) if bim is None else bim
+    keep = np.ones(len(bim), bool)
+    if exclude is not None and len(exclude):
+        names = set(exclude["snp"].astype(str))
+        keep &= ~bim["snp"].isin(names).to_numpy()
+        chrom = bim["chrom"].astype(str).to_numpy()
+        pos = bim["pos"].astype("float64").to_numpy()
+        # Where the tested SNPs are: as given, else as this fileset places them.
+        own = bim[bim["snp"].isin(names)]
+        given = exclude.reindex(columns=["chrom", "pos"])
+        places = pd.concat([given, own[["chrom", "pos"]]]).dropna().drop_duplicates()
+        for c, at in zip(places["chrom"].astype(str), places["pos"].astype(float),
+                         strict=True):
+            c = c.removesuffix(".0")  # a chromosome read as a number
+            keep &= ~((chrom == c) & (np.abs(pos - at) <= exclusion_bp))
+    selected = np.flatnonzero(keep)
+    if len(selected) < min_snps:
+        raise GenotypeError(
+            f"{files.bim}: {len(selected)} SNP(s) remain for genetic PCs after leaving out "
+            f"the tested SNPs and {exclusion_bp // 1000} kb around them; at least "
+            f"{min_snps} are needed: give a genome-wide, LD-thinned fileset with "
+            "--pca-genotypes (or precomputed pc1 ... pcK columns in participants.tsv)")
+    return selected
+
+
 def genetic_pcs(prefix, n_components: int = 10, participants: list[str] | None = None, *,
                 id_map=None, block: int = 2000, oversample: int = 10, power_iters: int = 4,
-                min_maf: float = 0.01, seed: int = 0) -> pd.DataFrame:
+                min_maf: float = 0.01, seed: int = 0,
+                exclude: pd.DataFrame | None = None, exclusion_bp: int = EXCLUSION_BP,
+                min_snps: int = MIN_PCA_SNPS) -> pd.DataFrame:
     """Top genetic principal components of the matched people.
 
     Parameters
@@ -51,6 +115,17 @@ def genetic_pcs(prefix, n_components: int = 10, participants: list[str] | None =
     min_maf : float
         SNPs rarer than this are skipped.
     seed : int
+    exclude : pandas.DataFrame, optional
+        The tested SNPs (``snp``, ``chrom``, ``pos``): they, and every SNP within
+        ``exclusion_bp`` of them on their chromosome, are left out.
+    exclusion_bp : int
+    min_snps : int
+        Refuse to compute PCs from fewer SNPs (after the exclusions).
+
+    Raises
+    ------
+    GenotypeError
+        Fewer than ``min_snps`` SNPs remain.
 
     Returns
     -------
@@ -65,11 +140,13 @@ def genetic_pcs(prefix, n_components: int = 10, participants: list[str] | None =
     matched = ids[ids["status"] == "matched"].sort_values("fam_index")
     rows = matched["fam_index"].to_numpy()
     n_people, n_snps = len(fam), len(bim)
+    selected = pca_snps(prefix, exclude, exclusion_bp=exclusion_bp, min_snps=min_snps,
+                        bim=bim)
     k = min(n_components + oversample, len(rows))
     rng = np.random.default_rng(seed)
 
     def blocks():
-        return _standardised_blocks(files, rows, n_people, n_snps, block, min_maf)
+        return _standardised_blocks(files, rows, n_people, n_snps, block, min_maf, selected)
 
     # Range finder: Y = X @ Omega, with Omega drawn block by block.
     y = np.zeros((len(rows), k))

@@ -69,7 +69,7 @@ def run_group_level(config: Config, context: RunContext | None = None) -> int:
     inputs = collect_inputs(context)
     LOGGER.info("Group level: %d model-grid image(s) of %d participant(s)",
                 len(inputs.images), len(inputs.participants))
-    check_phenotypes(config, inputs.participants)
+    check_phenotypes(config, inputs.participants, inputs)
     if config.model is not None:
         from bgs_app.group.apply import apply_model
 
@@ -91,26 +91,26 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.grid import grid_metadata
     from bgs_app.group.associations import associate_scores
     from bgs_app.group.baseline import idp_baseline
-    from bgs_app.group.genotypes import load_study_genotypes
+    from bgs_app.group.genotypes import load_study_genotypes, study_alleles
     from bgs_app.group.saliency import held_out_maps
     from bgs_app.group.scores import score_held_out, write_held_out_scores
     from bgs_app.group.split import make_study_split
     from bgs_app.group.training import build_store, train_models
 
     genotypes = load_study_genotypes(context, inputs.participants, write=context.is_main)
-    dosages = genotypes.dosages
+    dosages, alleles = genotypes.dosages, study_alleles(genotypes)
     kept = [p for p in inputs.participants if p in dosages.index]
     split = make_study_split(context, kept)
     images = inputs.images[inputs.images["participant_id"].isin(kept)].reset_index(drop=True)
     grid = grid_metadata(inputs.resolution, inputs.template)
     store = build_store(context, images, grid)
-    models = train_models(context, store, images, dosages, split, genotypes.counted_allele,
-                          grid)
+    models = train_models(context, store, images, dosages, split, alleles, grid)
     if not context.is_main:
         return
     probs, scored = score_held_out(context, models, store, images, split)
-    write_held_out_scores(context, probs, scored, images, dosages, models)
+    write_held_out_scores(context, probs, scored, images, dosages, models, alleles)
     if not context.config.no_saliency:
         held_out_maps(context, models, store, images, dosages, grid)
     idp_scores = idp_baseline(context, images, dosages, split)
-    associate_scores(context, dosages, idp_scores)
+    associate_scores(context, inputs, dosages, idp_scores, alleles=alleles,
+                     tested=genotypes.snp_qc[["snp", "chrom", "pos"]])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from bgs_app.config import RunContext
@@ -43,7 +44,9 @@ def refuse_mixing(context: RunContext) -> None:
 def apply_model(context: RunContext, inputs: GroupInputs) -> None:
     """Score every image with ``--model``; group maps and associations (and, with
     ``--genotypes``, the model's performance on this site and the genotype rows)."""
+    from bgs_app.genetics.alleles import align_to_model
     from bgs_app.grid import grid_metadata
+    from bgs_app.group.genotypes import study_alleles
     from bgs_app.model.bundle import load_bundle
 
     config = context.config
@@ -51,13 +54,34 @@ def apply_model(context: RunContext, inputs: GroupInputs) -> None:
     model, meta = load_bundle(config.model, expect_grid=grid)
     snps = [s["snp"] for s in meta["snps"]]
     images = inputs.images
-    dosages = None
+    alleles = model_alleles(meta)
+    dosages, flipped, tested = None, [], pd.DataFrame({"snp": snps, "chrom": np.nan,
+                                                        "pos": np.nan})
     if config.genotypes is not None:
         genotypes = load_study_genotypes(context, inputs.participants, snps)
+        flipped, aligned = align_to_model(alleles, study_alleles(genotypes))
         dosages = genotypes.dosages.reindex(columns=snps)
-    score_applied(context, model, meta, images, dosages)
+        if flipped:
+            dosages[flipped] = 2.0 - dosages[flipped]
+            LOGGER.warning("%d SNP(s) count the other allele in this site's genotypes than "
+                           "in the model (A1/A2 swapped); their dosages are flipped to "
+                           "count the model's allele: %s", len(flipped), ", ".join(flipped))
+        alleles = aligned.reindex(snps).combine_first(alleles)
+        tested = genotypes.snp_qc[["snp", "chrom", "pos"]]
+    score_applied(context, model, meta, images, dosages, alleles, flipped)
     if not config.no_saliency:
         applied_maps(context, model, meta, images, dosages, grid)
     recorded = pd.DataFrame([{"model": "cnn", **m} for m in meta.get("test_metrics") or []])
-    associate_scores(context, dosages, None, performance=("cnn",),
-                     gate_performance=recorded if len(recorded) else None)
+    associate_scores(context, inputs, dosages, None, performance=("cnn",),
+                     gate_performance=recorded if len(recorded) else None, alleles=alleles,
+                     flipped=flipped, tested=tested)
+
+
+def model_alleles(meta: dict) -> pd.DataFrame:
+    """The alleles a bundle's scores count (index SNP)."""
+    rows = {s["snp"]: {"counted_allele": s.get("counted_allele"),
+                       "other_allele": s.get("other_allele"),
+                       "counted_allele_freq": s.get("counted_allele_freq")}
+            for s in meta["snps"]}
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(
+        columns=["counted_allele", "other_allele", "counted_allele_freq"])

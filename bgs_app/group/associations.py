@@ -9,21 +9,33 @@ import logging
 import pandas as pd
 
 from bgs_app.config import RunContext
-from bgs_app.group.inputs import measures
+from bgs_app.group.inputs import (
+    GroupInputs,
+    covariate_frame,
+    image_sessions,
+    measures,
+    plan_covariates,
+)
 from bgs_app.group.stage import performance_part
+from bgs_app.stats.claims import MIN_FIRST_STAGE_F
 
 LOGGER = logging.getLogger("bgs_app")
 
 
-def associate_scores(context: RunContext, dosages: pd.DataFrame | None,
-                     idp_scores: pd.DataFrame | None, *,
+def associate_scores(context: RunContext, inputs: GroupInputs,
+                     dosages: pd.DataFrame | None, idp_scores: pd.DataFrame | None, *,
                      performance: tuple[str, ...] = ("cnn", "idp"),
-                     gate_performance: pd.DataFrame | None = None) -> None:
+                     gate_performance: pd.DataFrame | None = None,
+                     alleles: pd.DataFrame | None = None,
+                     flipped: list[str] | None = None,
+                     tested: pd.DataFrame | None = None) -> None:
     """Write ``performance.tsv`` from its parts and ``associations.tsv``.
 
     Parameters
     ----------
     context : RunContext
+    inputs : bgs_app.group.inputs.GroupInputs
+        The images (their sessions, for the phenotypes; their IDPs, for IDP covariates).
     dosages : pandas.DataFrame, optional
         Participants x SNPs: the genotype rows (and, with the CNN's performance, the
         gate's basis).
@@ -34,9 +46,16 @@ def associate_scores(context: RunContext, dosages: pd.DataFrame | None,
     gate_performance : pandas.DataFrame, optional
         Apply mode without site genotypes: the bundle's recorded test metrics, which
         decide the validated scores when no performance was measured here.
+    alleles : pandas.DataFrame, optional
+        Index SNP: ``counted_allele``, ``other_allele``, ``counted_allele_freq``.
+    flipped : list of str, optional
+        Apply mode: SNPs whose site dosages were flipped to count the model's allele.
+    tested : pandas.DataFrame, optional
+        The tested SNPs with ``chrom`` and ``pos``, left out of computed genetic PCs.
     """
     from bgs_app.model.scores import scores_wide
-    from bgs_app.stats import associate_sources, load_phenotypes
+    from bgs_app.stats import load_phenotypes
+    from bgs_app.stats.claims import association_table
     from bgs_app.stats.gate import validated_scores
     from bgs_app.stats.tables import write_associations, write_performance
 
@@ -55,26 +74,23 @@ def associate_scores(context: RunContext, dosages: pd.DataFrame | None,
     splits = sorted(s for s in long["split"].unique() if s in ("test", "apply")
                     or s.startswith("fold-"))
     cnn = scores_wide(long, splits)
-    extra = None
-    if config.genetic_pcs:
-        from bgs_app.genetics.pca import genetic_pcs
-
-        extra = genetic_pcs(config.pca_genotypes or config.genotypes, config.genetic_pcs,
-                            list(cnn.index), id_map=config.genotype_id_map, seed=config.seed)
-    pheno, covs = load_phenotypes(config.bids_dir, names, config.covariates,
-                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra)
-    sources = {"cnn": cnn}
+    plan = plan_covariates(config, inputs, log=False)  # said when it was checked
+    extra = covariate_frame(context, plan, inputs, list(cnn.index), tested)
+    pheno, covs = load_phenotypes(config.bids_dir, names, plan.table + plan.pc_columns,
+                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra,
+                                  session=config.phenotype_session,
+                                  image_sessions=image_sessions(inputs))
+    baselines = {}
     if idp_scores is not None and len(idp_scores):
         for model, rows in idp_scores.groupby("model"):
-            sources[model] = rows.pivot_table(index="participant_id", columns="snp",
-                                              values="score")
-    if dosages is not None:
-        sources["genotype"] = dosages.reindex(cnn.index)
+            baselines[model] = rows.pivot_table(index="participant_id", columns="snp",
+                                                values="score")
+    sources = {"cnn": cnn, **baselines}
     validated = None
     gate = {"Gate": config.score_gate}
     if config.score_gate == "validated":
         basis = perf_table if perf_table is not None and len(perf_table) else gate_performance
-        validated = {name: set() for name in sources if name != "genotype"}
+        validated = {name: set() for name in sources}
         if basis is not None and len(basis):
             validated.update({k: v for k, v in validated_scores(basis).items()
                               if k in sources})
@@ -88,16 +104,27 @@ def associate_scores(context: RunContext, dosages: pd.DataFrame | None,
             LOGGER.info("Score gate: %d of %d %s score(s) predict their genotype "
                         "(held-out r > 0, Bonferroni p < 0.05) and are tested", len(snps),
                         n_all, name)
-    table = associate_sources(sources, pheno.reindex(cnn.index),
-                              None if covs is None else covs.reindex(cnn.index),
-                              validated=validated)
+    table = association_table(
+        pheno.reindex(cnn.index), None if covs is None else covs.reindex(cnn.index),
+        cnn=cnn, dosages=None if dosages is None else dosages.reindex(cnn.index),
+        baselines=baselines, validated=validated, alleles=alleles, fdr=config.fdr_method)
+    families = {f: int(n) for f, n in table.loc[table["family"] != "", "family"]
+                .value_counts().sort_index().items()}
     write_associations(table, out, {"Measures": names,
-                                    "Covariates": list(config.covariates or []),
-                                    "Participants": int(len(cnn)), "ScoreGate": gate})
+                                    "Covariates": list(covs.columns) if covs is not None
+                                    else [],
+                                    "Participants": int(len(cnn)), "ScoreGate": gate,
+                                    "FDR": config.fdr_method,
+                                    "MinFirstStageF": MIN_FIRST_STAGE_F,
+                                    "Families": families,
+                                    **({"AllelesFlippedToModel": sorted(flipped)}
+                                       if flipped else {})})
     if len(table) and table["p"].isna().all():
         LOGGER.warning("No association could be estimated: %d participant(s) with scores is "
                        "too few for the measures and covariates (use --cv-folds so that "
                        "every participant is scored, or more participants)", len(cnn))
-    LOGGER.info("Associations: %d tests (%d in the family), %d Bonferroni-significant",
-                len(table), int(table["validated"].sum()),
-                int((table["p_bonferroni"] < 0.05).sum()))
+    claims = table.drop_duplicates(["source", "snp", "measure"])
+    claims = claims[claims["source"] == "cnn"]["claim"].value_counts()
+    LOGGER.info("Associations: %d rows; families %s; CNN claims: %d genetic, %d anatomical",
+                len(table), ", ".join(f"{k} {v}" for k, v in families.items()) or "none",
+                int(claims.get("genetic", 0)), int(claims.get("anatomical", 0)))

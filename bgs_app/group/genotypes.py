@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
+
 from bgs_app.bids.derivatives import snp_labels
 from bgs_app.config import RunContext
 from bgs_app.group.inputs import requested_snps
@@ -43,3 +45,10 @@ def load_study_genotypes(context: RunContext, participants: list[str],
         write_genotype_tables(genotypes, context.group_dir, thresholds)
     LOGGER.info("Genotypes: %s", genotypes.summary)
     return genotypes
+
+
+def study_alleles(genotypes) -> pd.DataFrame:
+    """Counted allele, other allele and counted-allele frequency of the kept SNPs."""
+    from bgs_app.genetics.alleles import allele_table
+
+    return allele_table(genotypes.snp_qc).reindex(list(genotypes.dosages.columns))

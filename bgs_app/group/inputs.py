@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nb
+import numpy as np
 import pandas as pd
 
 from bgs_app.bids.derivatives import (
@@ -110,6 +111,15 @@ def requested_snps(config: Config) -> list[str]:
     return api.default_panel()["snp"].tolist()
 
 
+def tested_snps(config: Config) -> list[str]:
+    """The SNPs the run tests: a released model's, else the requested ones."""
+    if config.model is not None:
+        from bgs_app.model.bundle import read_bundle
+
+        return [s["snp"] for s in read_bundle(config.model)["snps"]]
+    return requested_snps(config)
+
+
 def sites(config: Config, ids: list[str]) -> pd.Series | None:
     """The ``site`` column of participants.tsv for ``ids`` (None without one)."""
     table = config.bids_dir / "participants.tsv"
@@ -130,7 +140,127 @@ def measures(config: Config) -> list[str]:
     return names
 
 
-def check_phenotypes(config: Config, participants: list[str]) -> None:
+#: Covariates used when ``--covariates`` is not given, those of them the tables have.
+DEFAULT_COVARIATES = ("age", "sex", "site")
+#: Covariates taken from the participant level's IDP tables when the tables lack them.
+IDP_COVARIATES = ("etiv", "tiv", "brain_volume", "gm_volume", "wm_volume", "csf_volume")
+
+
+@dataclass
+class CovariatePlan:
+    """Where each covariate of the associations comes from.
+
+    Attributes
+    ----------
+    table : list of str
+        Columns of participants.tsv or phenotype/*.tsv.
+    idp : list of str
+        Columns of the IDP tables (e.g. ``etiv``; participant mean over sessions).
+    pc_columns : list of str
+        Precomputed genetic PCs, columns of the tables (``pc1`` ... ``pcK``).
+    compute_pcs : int
+        PCs to compute from ``--pca-genotypes`` (0: none).
+    """
+
+    table: list[str]
+    idp: list[str]
+    pc_columns: list[str]
+    compute_pcs: int
+
+    @property
+    def names(self) -> list[str]:
+        """Every covariate, in the order they enter the models."""
+        pcs = [f"PC{i + 1}" for i in range(self.compute_pcs)]
+        return [*self.table, *self.pc_columns, *self.idp, *pcs]
+
+
+def plan_covariates(config: Config, inputs: GroupInputs | None = None, *,
+                    log: bool = True) -> CovariatePlan:
+    """Resolve ``--covariates`` and ``--genetic-pcs`` against the tables (and the IDPs).
+
+    Raises
+    ------
+    UsageError
+        A covariate is in neither the tables nor the IDP tables; genetic PCs are asked
+        for without precomputed columns or a genome-wide ``--pca-genotypes`` file.
+    """
+    from bgs_app.stats.phenotypes import read_tables
+
+    columns = set(read_tables(config.bids_dir, session=config.phenotype_session).columns)
+    if config.covariates is None:
+        names = [c for c in DEFAULT_COVARIATES if c in columns]
+        if names and log:
+            LOGGER.info("Covariates: %s (the default where the tables have them; "
+                        "--covariates to choose)", ", ".join(names))
+    else:
+        names = list(config.covariates)
+    idp_columns: set[str] = set()
+    if inputs is not None:
+        for path in inputs.images["idps"].dropna():
+            idp_columns |= set(pd.read_csv(path, sep="\t", nrows=0).columns)
+            break
+    table = [c for c in names if c in columns or c not in idp_columns]
+    idp = [c for c in names if c not in columns and c in idp_columns]
+    pc_columns, compute = [], 0
+    if config.genetic_pcs:
+        wanted = [f"pc{i + 1}" for i in range(config.genetic_pcs)]
+        lower = {c.lower(): c for c in columns}
+        if all(w in lower for w in wanted):
+            pc_columns = [lower[w] for w in wanted if lower[w] not in table]
+            if log:
+                LOGGER.info("Genetic PCs: the precomputed columns %s", ", ".join(pc_columns))
+        elif config.pca_genotypes is None:
+            raise UsageError(
+                f"--genetic-pcs {config.genetic_pcs} needs either columns pc1 ... "
+                f"pc{config.genetic_pcs} in participants.tsv (or phenotype/*.tsv) or a "
+                "genome-wide, LD-thinned fileset to compute them from (--pca-genotypes); "
+                "PCs are never computed from the tested SNPs")
+        else:
+            compute = config.genetic_pcs
+    return CovariatePlan(table=table, idp=idp, pc_columns=pc_columns, compute_pcs=compute)
+
+
+def covariate_frame(context: RunContext, plan: CovariatePlan, inputs: GroupInputs,
+                    participants: list[str], tested: pd.DataFrame | None = None
+                    ) -> pd.DataFrame | None:
+    """The covariates the tables do not hold: IDPs, and PCs computed here.
+
+    Parameters
+    ----------
+    context : RunContext
+    plan : CovariatePlan
+    inputs : GroupInputs
+    participants : list of str
+        Whom the PCs are computed for.
+    tested : pandas.DataFrame, optional
+        The tested SNPs (``snp``, ``chrom``, ``pos``): left out of the PCs with their
+        surroundings.
+    """
+    frames = []
+    if plan.idp:
+        frames.append(idp_covariates(inputs, plan.idp))
+    if plan.compute_pcs:
+        from bgs_app.genetics.pca import genetic_pcs
+
+        config = context.config
+        frames.append(genetic_pcs(config.pca_genotypes, plan.compute_pcs, participants,
+                                  id_map=config.genotype_id_map, seed=config.seed,
+                                  exclude=tested))
+    if not frames:
+        return None
+    out = pd.concat(frames, axis=1)
+    out.index.name = "participant_id"
+    return out
+
+
+def idp_covariates(inputs: GroupInputs, names: list[str]) -> pd.DataFrame:
+    """IDP columns (e.g. ``etiv``) per participant, averaged over its sessions."""
+    tables = [pd.read_csv(p, sep="\t", na_values="n/a") for p in inputs.images["idps"].dropna()]
+    return pd.concat(tables, ignore_index=True).groupby("participant_id")[names].mean()
+
+
+def check_phenotypes(config: Config, participants: list[str],
+                     inputs: GroupInputs | None = None) -> None:
     """Check every measure and covariate the run will test, before any training.
 
     Raises
@@ -144,8 +274,16 @@ def check_phenotypes(config: Config, participants: list[str]) -> None:
     names = measures(config)
     if not names:
         return
-    pheno, covs = load_phenotypes(config.bids_dir, names, config.covariates,
-                                  nonlinear_age=config.nonlinear_age)
+    plan = plan_covariates(config, inputs)
+    if plan.compute_pcs:  # refuse a file PCs cannot come from before any training
+        from bgs_app.genetics.pca import pca_snps
+
+        pca_snps(config.pca_genotypes, pd.DataFrame({"snp": tested_snps(config)}))
+    extra = idp_covariates(inputs, plan.idp) if plan.idp and inputs is not None else None
+    sessions = None if inputs is None else image_sessions(inputs)
+    pheno, covs = load_phenotypes(config.bids_dir, names, plan.table + plan.pc_columns,
+                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra,
+                                  session=config.phenotype_session, image_sessions=sessions)
     frames = [("measure", pheno)] + ([("covariate", covs)] if covs is not None else [])
     for what, frame in frames:
         present = frame.reindex(participants).notna().sum()
@@ -160,3 +298,13 @@ def check_phenotypes(config: Config, participants: list[str]) -> None:
             LOGGER.warning("%s(s) with values for fewer than %d participants (their "
                            "associations cannot be estimated): %s", what.capitalize(),
                            MIN_ASSOCIATION_N, ", ".join(f"{k} ({v})" for k, v in few.items()))
+
+
+def image_sessions(inputs: GroupInputs) -> dict[str, list[str]]:
+    """Participant -> the sessions of its model-grid images."""
+    out: dict[str, list[str]] = {}
+    for pid, ses in zip(inputs.images["participant_id"], inputs.images["session_id"],
+                        strict=True):
+        if ses is not None and not (isinstance(ses, float) and np.isnan(ses)):
+            out.setdefault(pid, []).append(str(ses))
+    return out

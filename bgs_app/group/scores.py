@@ -45,27 +45,60 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
 
 
 def write_held_out_scores(context: RunContext, probs: np.ndarray, scored: pd.Series,
-                          images: pd.DataFrame, dosages: pd.DataFrame, models: list) -> None:
-    """``scores.tsv`` and the CNN's performance on the held-out images."""
+                          images: pd.DataFrame, dosages: pd.DataFrame, models: list,
+                          alleles: pd.DataFrame | None = None) -> None:
+    """``scores.tsv`` and the CNN's performance on the held-out participants."""
     from bgs_app.model.scores import SCORES_SIDECAR, scores_long
-    from bgs_app.stats.metrics import genotype_metrics
 
     snps = list(dosages.columns)
     long = scores_long(probs, snps, images["participant_id"].tolist(),
-                       images["session_id"].tolist(), scored.tolist())
+                       images["session_id"].tolist(), scored.tolist(), alleles=alleles)
     write_table(long, context.group_dir / "scores.tsv", SCORES_SIDECAR,
                 {"Models": {m.name: m.meta["weights_sha256"] for m in models}})
-    held = scored.str.startswith("fold-") | (scored == "test")
+    held = (scored.str.startswith("fold-") | (scored == "test")).to_numpy()
+    write_tsv(performance_rows(probs[held], images["participant_id"][held], dosages, snps,
+                               alleles), performance_part(context, "cnn"))
+
+
+def performance_rows(probs: np.ndarray, participants: pd.Series, dosages: pd.DataFrame,
+                     snps: list[str], alleles: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per SNP, how the scores predict the genotypes, counting participants: the images
+    of a participant (its sessions) are averaged first.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        (images, SNPs, 3) class probabilities.
+    participants : pandas.Series
+        The participant of each image.
+    dosages : pandas.DataFrame
+        Participants x SNPs.
+    snps : list of str
+        Head order.
+    alleles : pandas.DataFrame, optional
+        Written beside each SNP.
+    """
+    from bgs_app.stats.metrics import genotype_metrics
+
+    ids = pd.Index(participants.to_numpy())
+    order = list(dict.fromkeys(ids))
+    flat = pd.DataFrame(probs.reshape(len(ids), -1), index=ids)
+    mean = flat.groupby(level=0, sort=False).mean().reindex(order).to_numpy()
+    mean = mean.reshape(len(order), probs.shape[1], 3)
     rows = []
     for j, snp in enumerate(snps):
-        d = dosages.loc[images["participant_id"][held], snp].to_numpy(float)
-        rows.append({"model": "cnn", "snp": snp,
-                     **genotype_metrics(d, probs[held.to_numpy(), j])})
-    write_tsv(pd.DataFrame(rows), performance_part(context, "cnn"))
+        d = dosages.reindex(order)[snp].to_numpy(float)
+        row = {"model": "cnn", "snp": snp}
+        if alleles is not None and snp in alleles.index:
+            row.update(alleles.loc[snp, ["counted_allele", "other_allele",
+                                         "counted_allele_freq"]].to_dict())
+        rows.append({**row, **genotype_metrics(d, mean[:, j])})
+    return pd.DataFrame(rows)
 
 
 def score_applied(context: RunContext, model, meta: dict, images: pd.DataFrame,
-                  dosages: pd.DataFrame | None) -> np.ndarray:
+                  dosages: pd.DataFrame | None, alleles: pd.DataFrame | None = None,
+                  flipped: list[str] | None = None) -> np.ndarray:
     """Apply mode: every image scored by the released model (``scores.tsv``), and its
     performance on this site's genotypes when they are given.
 
@@ -75,7 +108,6 @@ def score_applied(context: RunContext, model, meta: dict, images: pd.DataFrame,
         (images, SNPs, 3) probabilities.
     """
     from bgs_app.model.scores import SCORES_SIDECAR, load_volume, predict_volumes, scores_long
-    from bgs_app.stats.metrics import genotype_metrics
 
     config = context.config
     snps = [s["snp"] for s in meta["snps"]]
@@ -83,17 +115,17 @@ def score_applied(context: RunContext, model, meta: dict, images: pd.DataFrame,
                             device=context.device)
     LOGGER.info("Scored %d image(s) with %s", len(images), config.model)
     long = scores_long(probs, snps, images["participant_id"].tolist(),
-                       images["session_id"].tolist(), ["apply"] * len(images))
-    write_table(long, context.group_dir / "scores.tsv", SCORES_SIDECAR,
-                {"Models": {"model": meta["weights_sha256"]}, "ModelPath": str(config.model)})
+                       images["session_id"].tolist(), ["apply"] * len(images),
+                       alleles=alleles)
+    extra = {"Models": {"model": meta["weights_sha256"]}, "ModelPath": str(config.model)}
+    if flipped:
+        extra["AllelesFlippedToModel"] = sorted(flipped)
+    write_table(long, context.group_dir / "scores.tsv", SCORES_SIDECAR, extra)
     part = performance_part(context, "cnn")
     part.parent.mkdir(parents=True, exist_ok=True)
     if dosages is not None:
-        rows = []
-        for j, snp in enumerate(snps):
-            d = dosages.reindex(images["participant_id"])[snp].to_numpy(float)
-            rows.append({"model": "cnn", "snp": snp, **genotype_metrics(d, probs[:, j])})
-        write_tsv(pd.DataFrame(rows), part)
+        write_tsv(performance_rows(probs, images["participant_id"], dosages, snps, alleles),
+                  part)
     elif part.exists():
         part.unlink()
     return probs

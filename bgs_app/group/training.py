@@ -67,7 +67,7 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
 
 
 def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
-                 split: pd.Series, counted: dict[str, str], grid: dict) -> list[TrainedModel]:
+                 split: pd.Series, alleles: pd.DataFrame, grid: dict) -> list[TrainedModel]:
     """Train every model of ``split`` (or reuse its bundle when current).
 
     Parameters
@@ -82,8 +82,9 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     split : pandas.Series
         Participant -> set or fold (:func:`bgs_app.group.split.make_study_split`); its
         models are :func:`bgs_app.group.split.model_sets`.
-    counted : dict
-        SNP -> counted allele.
+    alleles : pandas.DataFrame
+        Index SNP: ``counted_allele``, ``other_allele``, ``counted_allele_freq``
+        (recorded in the bundles).
     grid : dict
         :func:`bgs_app.grid.grid_metadata`.
 
@@ -143,7 +144,12 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         if not context.is_main:
             continue
         metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)
-        save_bundle(model.cpu(), bundle_dir, snps=snps, counted_alleles=counted, grid=grid,
+        save_bundle(model.cpu(), bundle_dir, snps=snps,
+                    counted_alleles=alleles["counted_allele"].to_dict(),
+                    other_alleles=alleles["other_allele"].to_dict(),
+                    allele_freqs={k: round(float(v), 6) for k, v in
+                                  alleles["counted_allele_freq"].items()},
+                    grid=grid,
                     training=_training_summary(context, cfg, train, val, test, log, name),
                     metrics=metrics, training_log=train_dir / "training_log.tsv")
         trained.done()

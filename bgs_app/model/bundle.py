@@ -33,8 +33,9 @@ REQUIRED = ("model.json", "weights.safetensors")
 
 def save_bundle(model, folder: str | Path, *, snps: list[str],
                 counted_alleles: dict[str, str], grid: dict, training: dict | None = None,
-                metrics: list[dict] | None = None, training_log: str | Path | None = None
-                ) -> Path:
+                metrics: list[dict] | None = None, training_log: str | Path | None = None,
+                other_alleles: dict[str, str] | None = None,
+                allele_freqs: dict[str, float] | None = None) -> Path:
     """Write a model bundle.
 
     Parameters
@@ -45,6 +46,10 @@ def save_bundle(model, folder: str | Path, *, snps: list[str],
         SNPs in head order.
     counted_alleles : dict
         SNP -> counted (A1) allele.
+    other_alleles, allele_freqs : dict, optional
+        SNP -> other (A2) allele, and the counted allele's frequency in the training
+        data: what lets a site with the alleles swapped, or a strand-ambiguous SNP, be
+        aligned.
     grid : dict
         The model-grid metadata (``bgs_app.interfaces.modelgrid.grid_metadata``):
         Template, Resolution, Shape, Affine, Normalisation.
@@ -76,7 +81,10 @@ def save_bundle(model, folder: str | Path, *, snps: list[str],
         "bundle_format": BUNDLE_FORMAT, "bgs_app_version": __version__,
         "architecture": {"name": "SFCN", "channels": list(model.channels),
                          "n_snps": model.n_snps, "dropout": model.dropout.p},
-        "snps": [{"snp": s, "counted_allele": counted_alleles.get(s)} for s in snps],
+        "snps": [{"snp": s, "counted_allele": counted_alleles.get(s),
+                  **({"other_allele": other_alleles.get(s)} if other_alleles else {}),
+                  **({"counted_allele_freq": allele_freqs.get(s)} if allele_freqs else {})}
+                 for s in snps],
         "grid": grid, "training": training or {}, "test_metrics": metrics or [],
         "weights_sha256": file_sha256(weights),
     })

@@ -99,7 +99,8 @@ def scores_frame(probs: np.ndarray, snps: Sequence[str], counted: dict[str, str]
 
 def scores_long(probs: np.ndarray, snps: Sequence[str], participant_ids: Sequence[str],
                 session_ids: Sequence[str | None] | None = None,
-                split: Sequence[str] | None = None) -> pd.DataFrame:
+                split: Sequence[str] | None = None,
+                alleles: pd.DataFrame | None = None) -> pd.DataFrame:
     """Group scores in the long format of ``group/scores.tsv``.
 
     Parameters
@@ -112,6 +113,9 @@ def scores_long(probs: np.ndarray, snps: Sequence[str], participant_ids: Sequenc
         Written only when some are not None.
     split : sequence of str, optional
         The set or fold each subject's score came from.
+    alleles : pandas.DataFrame, optional
+        Index SNP: ``counted_allele``, ``other_allele``, ``counted_allele_freq``
+        (written after ``snp``).
     """
     probs = np.asarray(probs, np.float64)
     n, k = probs.shape[:2]
@@ -120,6 +124,10 @@ def scores_long(probs: np.ndarray, snps: Sequence[str], participant_ids: Sequenc
         frame["session_id"] = np.repeat([s if s is not None else "n/a" for s in session_ids],
                                         k)
     frame["snp"] = np.tile(list(snps), n)
+    if alleles is not None:
+        for column in ("counted_allele", "other_allele", "counted_allele_freq"):
+            if column in alleles:
+                frame[column] = frame["snp"].map(alleles[column])
     flat = probs.reshape(n * k, 3)
     frame["score"] = flat[:, 1] + 2 * flat[:, 2]
     frame["p0"], frame["p1"], frame["p2"] = flat[:, 0], flat[:, 1], flat[:, 2]
@@ -149,6 +157,10 @@ SCORES_SIDECAR = {
     "session_id": {"Description": "BIDS session label"},
     "snp": {"Description": "SNP the score predicts (its model head)"},
     "counted_allele": {"Description": "The allele whose copies the score counts (PLINK A1)"},
+    "other_allele": {"Description": "The SNP's other allele (PLINK A2)"},
+    "counted_allele_freq": {"Description": "Frequency of the counted allele among the "
+                                           "genotyped participants (a released model "
+                                           "without site genotypes: in its training data)"},
     "score": {"Description": "Brain-genotype score: expected count of the counted allele "
                              "predicted from the image, p1 + 2 p2", "Units": "alleles"},
     "p0": {"Description": "Predicted probability of 0 copies of the counted allele"},

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from bgs_app.config import GROUP_SMOOTHING_MM, Config
+from bgs_app.stats.claims import MIN_FIRST_STAGE_F
 from bgs_app.utils.atomic import write_text
 
 REFERENCES = """## References
@@ -23,6 +24,14 @@ REFERENCES = """## References
   Hardy-Weinberg equilibrium. Am J Hum Genet 76:887-893.
 - [@bh] Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R Stat Soc
   B 57:289-300.
+- [@by] Benjamini Y, Yekutieli D (2001). The control of the false discovery rate in multiple
+  testing under dependency. Ann Stat 29:1165-1188.
+- [@ar] Anderson TW, Rubin H (1949). Estimation of the parameters of a single equation in a
+  complete system of stochastic equations. Ann Math Stat 20:46-63.
+- [@staiger] Staiger D, Stock JH (1997). Instrumental variables regression with weak
+  instruments. Econometrica 65:557-586.
+- [@linearmodels] Sheppard K et al. linearmodels: instrumental variable and linear panel
+  models for Python.
 - [@statsmodels] Seabold S, Perktold J (2010). statsmodels. Proc 9th Python in Science Conf.
 - [@sklearn] Pedregosa F et al. (2011). Scikit-learn. JMLR 12:2825-2830.
 - [@ho] Desikan RS et al. (2006). An automated labeling system for subdividing the human
@@ -98,28 +107,46 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                        "attributions and their dosage of the SNP (smoothed with a "
                        f"Gaussian of {GROUP_SMOOTHING_MM:g} mm sigma within the brain)."
                        if config.genotypes is not None else ""))
-    covs = ", ".join(config.covariates or []) or "no covariates"
+    covs = (", ".join(config.covariates) if config.covariates else
+            "age, sex and site (those of them recorded)")
     extra = []
     if config.nonlinear_age:
         extra.append("age squared and age by sex")
     if config.genetic_pcs:
-        extra.append(f"{config.genetic_pcs} genetic principal components")
+        extra.append(f"{config.genetic_pcs} genetic principal components"
+                     + (" computed from a genome-wide file without the tested SNPs and 500 "
+                        "kb around them" if config.pca_genotypes else ""))
+    fdr = ("Benjamini-Yekutieli [@by]" if config.fdr_method == "by" else
+           "Benjamini-Hochberg [@bh]")
+    gate = ("Only scores that predicted their own genotype in held-out participants "
+            "(positive score-dosage correlation, Bonferroni-corrected over each model's SNPs "
+            "at 0.05) were tested: the prediction heads share one network, so a score that "
+            "does not predict its genotype carries other anatomy rather than its SNP's. "
+            if config.score_gate == "validated" else "Every score was tested. ")
     text.append(
         "Held-out scores were tested for association with each cognitive measure by "
         f"ordinary least squares with {covs}"
         + (f" (plus {' and '.join(extra)})" if extra else "")
         + " as covariates, with the measure and the score standardised within the complete "
-          "cases of each test (equal to statsmodels' OLS [@statsmodels]); p-values were "
-          + ("corrected by Bonferroni over the family of tests, and Benjamini-Hochberg "
-             "[@bh] q-values are given. The family held the genotypes and only those "
-             "scores that predicted their own genotype in held-out participants (positive "
-             "score-dosage correlation, Bonferroni-corrected over each model's SNPs at "
-             "0.05): the prediction heads share one network, so a score that does not "
-             "predict its genotype carries other anatomy rather than its SNP's. "
-             if config.score_gate == "validated" else
-             "corrected by Bonferroni over every test of the table, and Benjamini-Hochberg "
-             "[@bh] q-values are given. ")
-          + "The same models were fitted to the IDP-baseline scores and to the genotypes.")
+          "cases of each test (equal to statsmodels' OLS [@statsmodels]). " + gate
+        + "A score is mostly anatomy that has nothing to do with its SNP, so a significant "
+          "score test was read only as a brain-cognition association. Whether a link was "
+          "genetic was asked of the genotype, per participant (sessions averaged): the "
+          "first stage (score on dosage, its F statistic and the score's genetic share), "
+          "the reduced form (measure on dosage, the per-allele effect in the measure's "
+          "units), the instrumented estimate (the dosage as the instrument of the score: "
+          "the Wald ratio, equal to two-stage least squares as linearmodels "
+          "[@linearmodels] computes it, with the Anderson-Rubin confidence set [@ar], "
+          "valid with a weak instrument, and the "
+          "Wu-Hausman test), and the remainder (the score's association given its "
+          "dosage). A link was claimed genetic when its reduced form was significant in "
+          "the genetic family (the reduced forms of the tested scores' SNPs) and the first "
+          f"stage had F of at least {MIN_FIRST_STAGE_F:g} [@staiger], and anatomical when "
+          "the score test was significant in its family but the link was not genetic. "
+          "p-values were corrected by Bonferroni within each family (genetic, score, each "
+          "baseline, and the genotype rows of every SNP), and " + fdr + " q-values were "
+          "computed within each family. The IDP-baseline scores were tested as the CNN's "
+          "score tests.")
     if group_dir is not None and (group_dir / "associations.json").is_file():
         meta = json.loads((group_dir / "associations.json").read_text())
         if "Participants" in meta:

@@ -18,6 +18,7 @@ from bgs_app.bids.derivatives import (
     sidecar_path,
 )
 from bgs_app.config import Config
+from bgs_app.stats.claims import MIN_FIRST_STAGE_F
 from bgs_app.utils.atomic import write_text
 
 LOGGER = logging.getLogger("bgs_app")
@@ -88,6 +89,9 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
                                      values=["auc", "r_dosage"]).round(3)
         perf_wide.columns = [f"{m} {v}" for v, m in perf_wide.columns]
         perf_wide = perf_wide.reset_index()
+    assoc = _read(group_dir / "associations.tsv")
+    claims_html, pair_claims = _claims(assoc)
+    validated_snps = _validated(assoc, perf)
     saliency = []
     maps = group_dir / "saliency"
     for path in sorted(maps.glob(group_map_glob("saliency"))):
@@ -97,7 +101,11 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
         regions = _read(maps / group_regions_name(snp["SNP"], "saliency"))
         entry = {"snp": snp["SNP"], "method": snp.get("Method"), "n": snp.get("Subjects"),
                  "figure": saliency_figure(path, template.t1w, f"{snp['SNP']}"),
-                 "regions": _html(regions.head(5) if regions is not None else None)}
+                 "regions": _html(regions.head(5) if regions is not None else None),
+                 "validated": validated_snps is None or snp["SNP"] in validated_snps,
+                 "performance": _performance_line(perf, snp["SNP"]),
+                 "claims": ", ".join(f"{m}: {c}" for m, c in pair_claims.get(snp["SNP"], []))
+                 or "none tested"}
         corr = maps / group_map_name(snp["SNP"], "genotypecorr")
         if corr.is_file():
             meta = json.loads(sidecar_path(corr).read_text())
@@ -109,18 +117,21 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
                 "corr_regions": _html(corr_regions.head(5) if corr_regions is not None
                                       else None)})
         saliency.append(entry)
+    saliency.sort(key=lambda e: not e["validated"])  # the validated maps first
     from bgs_app.stats.gate import in_family
 
-    assoc = _read(group_dir / "associations.tsv")
     forest = heat = None
     hits = None
     if assoc is not None and assoc["p"].notna().any():
         forest = forest_plot(assoc)
         heat = pvalue_heatmap(assoc)
-        cols = ["source", "snp", "measure", "n", "beta", "se", "p", "p_bonferroni", "q_fdr",
-                "validated"]
+        cols = ["source", "snp", "measure", "test", "family", "n", "beta", "se", "p",
+                "p_bonferroni", "q_fdr", "validated", "claim"]
         cols = [c for c in cols if c in assoc]
-        hits = assoc.sort_values("p")[cols].head(30)
+        hits = assoc[in_family(assoc)].sort_values("p")[cols].head(30)
+    families = ("none" if assoc is None or "family" not in assoc else ", ".join(
+        f"{f} {n}" for f, n in assoc.loc[in_family(assoc), "family"].value_counts()
+        .sort_index().items()))
     env = Environment(loader=PackageLoader("bgs_app", "data/templates"),
                       autoescape=select_autoescape(["html"]))
     from bgs_app.utils.markdown import markdown_to_html
@@ -133,6 +144,69 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
         saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
         n_tests=0 if assoc is None else int(in_family(assoc).sum()),
         n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),
+        families=families, claims=claims_html, min_f=MIN_FIRST_STAGE_F,
+        n_genetic=sum(c == "genetic" for v in pair_claims.values() for _, c in v),
+        n_anatomical=sum(c == "anatomical" for v in pair_claims.values() for _, c in v),
         boilerplate=markdown_to_html(group_boilerplate(config, template.name, group_dir)))
     return write_text(group_dir / "report.html", html)
 
+
+
+def _claims(assoc: pd.DataFrame | None) -> tuple[str | None, dict[str, list]]:
+    """The claims table (every CNN score x measure, genetic and anatomical first) and,
+    per SNP, its measures' claims."""
+    if assoc is None or "claim" not in assoc or not (assoc["source"] == "cnn").any():
+        return None, {}
+    cnn = assoc[assoc["source"] == "cnn"]
+    rows, by_snp = [], {}
+    for (snp, measure), pair in cnn.groupby(["snp", "measure"], sort=False):
+        tests = {t: r.iloc[0] for t, r in pair.groupby("test")}
+        claim = str(pair["claim"].iloc[0])
+        by_snp.setdefault(snp, []).append((measure, claim))
+        row = {"snp": snp, "measure": measure, "claim": claim}
+        if "score" in tests:
+            row.update({"score beta (SD)": tests["score"]["beta"],
+                        "score p (Bonf.)": tests["score"]["p_bonferroni"]})
+        if "first_stage" in tests:
+            row["first-stage F"] = tests["first_stage"]["f_stat"]
+        if "reduced_form" in tests:
+            row.update({"per-allele effect": tests["reduced_form"]["beta"],
+                        "genetic p (Bonf.)": tests["reduced_form"]["p_bonferroni"]})
+        if "instrumented" in tests:
+            iv = tests["instrumented"]
+            row.update({"instrumented": iv["beta"],
+                        "Anderson-Rubin 95 %": _ar_interval(iv)})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    order = {"genetic": 0, "anatomical": 1, "none": 2}
+    frame = frame.sort_values(["claim", "snp"], key=lambda c: c.map(order) if c.name ==
+                              "claim" else c).reset_index(drop=True)
+    return _html(frame), by_snp
+
+
+def _ar_interval(row) -> str:
+    low, high, kind = row.get("ci_low"), row.get("ci_high"), str(row.get("ci_kind"))
+    if kind == "rays":
+        return f"(-inf, {low:.3g}] or [{high:.3g}, inf)"
+    if pd.isna(low) or pd.isna(high):
+        return "n/a"
+    return f"[{low:.3g}, {high:.3g}]"
+
+
+def _validated(assoc: pd.DataFrame | None, perf: pd.DataFrame | None) -> set[str] | None:
+    """The CNN SNPs whose scores passed the gate (None: unknown, treat all as passed)."""
+    if assoc is not None and "validated" in assoc and (assoc["source"] == "cnn").any():
+        cnn = assoc[(assoc["source"] == "cnn") & (assoc.get("test", "score") == "score")]
+        return set(cnn.loc[cnn["validated"].astype(str).str.lower() == "true", "snp"])
+    return None
+
+
+def _performance_line(perf: pd.DataFrame | None, snp: str) -> str:
+    if perf is None or not len(perf):
+        return "not measured"
+    rows = perf[(perf["model"] == "cnn") & (perf["snp"] == snp)]
+    if not len(rows):
+        return "not measured"
+    r = rows.iloc[0]
+    return (f"r = {r['r_dosage']:.3g} (p = {r['p_r_dosage']:.2g}, n = {int(r['n_test'])})"
+            if pd.notna(r.get("r_dosage")) else "n/a")

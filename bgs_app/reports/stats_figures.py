@@ -9,8 +9,10 @@ from bgs_app.reports.figures import to_data_uri
 
 
 def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str | None:
-    """Standardised betas with 95 % CIs, most significant first (PNG data URI; None when
-    no test could be estimated)."""
+    """Standardised betas of the score tests with 95 % CIs, most significant first (PNG
+    data URI; None when no test could be estimated)."""
+    if "test" in table:
+        table = table[table["test"] == "score"]
     if table.dropna(subset=["beta"]).empty:
         return None
     import matplotlib
@@ -36,9 +38,9 @@ def forest_plot(table: pd.DataFrame, max_rows: int = 40) -> str | None:
 
 
 def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str | None:
-    """-log10 p of every predictor x measure; Bonferroni-significant cells of the tested
-    family outlined (rows outside it are labelled "not validated"); None when no test
-    could be estimated."""
+    """-log10 p of every predictor x measure of the corrected families; cells significant
+    after Bonferroni within their family outlined (the line shows the threshold of a
+    family of all of them); None when no test could be estimated."""
     if table.dropna(subset=["p"]).empty:
         return None
     import matplotlib
@@ -49,13 +51,23 @@ def pvalue_heatmap(table: pd.DataFrame, n_tests: int | None = None) -> str | Non
     from bgs_app.stats.gate import in_family
 
     data = table.dropna(subset=["p"]).copy()
-    family = in_family(data)
-    data["row"] = (data["source"].astype(str) + " " + data["snp"].astype(str)
-                   + np.where(family, "", " (not validated)"))
+    if "family" in data:  # the families' rows, one line per source, SNP and family
+        data = data[in_family(data)]
+        if data.empty:
+            return None
+        family = pd.Series(True, index=data.index)
+        data["row"] = (data["source"].astype(str) + " " + data["snp"].astype(str) + " ("
+                       + data["family"].astype(str) + ")")
+        significant = data["p_bonferroni"] < 0.05
+    else:
+        family = in_family(data)
+        data["row"] = (data["source"].astype(str) + " " + data["snp"].astype(str)
+                       + np.where(family, "", " (not validated)"))
+        significant = family & (data["p"] * max(int(family.sum()), 1) < 0.05)
     grid = data.pivot_table(index="row", columns="measure", values="p", aggfunc="min")
-    hit = data.assign(hit=family & (data["p"] * max(int(family.sum()), 1) < 0.05)
-                      ).pivot_table(index="row", columns="measure", values="hit",
-                                    aggfunc="max").reindex_like(grid).fillna(False)
+    hit = data.assign(hit=significant).pivot_table(
+        index="row", columns="measure", values="hit", aggfunc="max").reindex_like(
+            grid).fillna(False)
     logp = -np.log10(grid)
     n_tests = n_tests or int(family.sum())
     line = -np.log10(0.05 / max(n_tests, 1))

@@ -47,6 +47,17 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--cognition-effect", type=float, default=0.5,
                    help="standardised effect of a driving region's volume on a cognitive "
                         "measure (default 0.5)")
+    e.add_argument("--confound-strength", type=float, default=0.0,
+                   help="standardised effect on every measure of a non-genetic anatomical "
+                        "component (varies between people, tied to no SNP, overlapping "
+                        "the causal regions); 0: none (default). With --cognition-effect 0 "
+                        "the study is a confounded null")
+    e.add_argument("--confound-size", type=float, default=30.0, metavar="PERCENT",
+                   help="volume change of that component per SD of its amplitude, in "
+                        "percent (default 30)")
+    e.add_argument("--cognition-r2", type=float, metavar="R2",
+                   help="share of each measure's variance explained by anatomy (e.g. "
+                        "0.02-0.2); default: as --cognition-effect gives it")
     e.add_argument("--warp-mm", type=float, default=2.5,
                    help="RMS of the individual nonlinear anatomy in mm (default 2.5)")
     e.add_argument("--atlas-region", default="Left_Hippocampus",
@@ -75,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--n-causal must be between 0 and --n-snps")
     if args.sessions < 1:
         problems.append("--sessions must be at least 1")
+    if args.cognition_r2 is not None and not 0 < args.cognition_r2 < 1:
+        problems.append("--cognition-r2 must be between 0 and 1")
     if args.resolution <= 0 or args.warp_mm < 0:
         problems.append("--resolution must be positive and --warp-mm not negative")
     if len(args.effect_size) not in (1, args.n_causal if not args.causal_snps
@@ -110,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         sessions=args.sessions, warp_mm=args.warp_mm, atlas_region=args.atlas_region,
         genotypes_from=args.genotypes_from,
         causal_snps=tuple(args.causal_snps) if args.causal_snps else None,
-        cohort=args.cohort)
+        cohort=args.cohort, confound_strength=args.confound_strength,
+        confound_size=args.confound_size / 100.0, cognition_r2=args.cognition_r2)
     try:
         truth = simulate_study(out, params, nprocs=args.nprocs, progress=not args.quiet)
     except ValueError as err:

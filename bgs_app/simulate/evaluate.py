@@ -37,23 +37,32 @@ def truth_links(study: Path, relative: float = 0.2) -> dict[tuple[str, str], str
     from bed_reader import open_bed
 
     truth = json.loads((Path(study) / "derivatives/simulation-truth/truth.json").read_text())
+    prefix = Path(study) / "genetics" / "study"
+    with open_bed(str(prefix) + ".bed") as bed:
+        dosage = pd.DataFrame(bed.read(dtype="float64"), columns=list(bed.sid),
+                              index=[str(i).removeprefix("sub-") for i in bed.iid])
+    return links_of(truth, dosage, relative)
+
+
+def links_of(truth: dict, dosage: pd.DataFrame, relative: float = 0.2
+             ) -> dict[tuple[str, str], str]:
+    """:func:`truth_links` from a study's truth and its dosages (participants x SNPs,
+    index the labels without ``sub-``)."""
     links = {(d["snp"], m): "planted" for m, spec in truth["measures"].items()
-             for d in spec["drivers"]}
+             for d in spec["drivers"] if d.get("beta_on_anatomy", 1) != 0}
     causal = [s["snp"] for s in truth["snps"] if s["causal"]]
     realised = truth.get("realised_anatomy", {}).get("values")
     if not causal or not realised:
         return links
     anatomy = pd.DataFrame(realised).set_index("label")
-    prefix = Path(study) / "genetics" / "study"
-    with open_bed(str(prefix) + ".bed") as bed:
-        dosage = pd.DataFrame(bed.read(dtype="float64"), columns=list(bed.sid),
-                              index=[str(i).removeprefix("sub-") for i in bed.iid])
     x = dosage.reindex(index=anatomy.index, columns=causal)
     x = x.fillna(x.mean())
     design = np.column_stack([np.ones(len(x)), x.to_numpy()])
     for measure, spec in truth["measures"].items():
         for driver in spec["drivers"]:
             region = driver["snp"]
+            if driver.get("beta_on_anatomy", 1) == 0:
+                continue
             if region not in anatomy:
                 continue
             coef = np.linalg.lstsq(design, anatomy[region].to_numpy(float), rcond=None)[0][1:]

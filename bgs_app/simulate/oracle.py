@@ -43,7 +43,7 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    t1ws = sorted(Path(study).glob("sub-*/anat/*_T1w.nii.gz"))
+    t1ws = sorted(Path(study).glob("sub-*/**/anat/*_T1w.nii.gz"))
     if participants is not None:
         keep = set(participants)
         t1ws = [t for t in t1ws if t.name.split("_")[0] in keep]

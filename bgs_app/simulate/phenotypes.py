@@ -37,7 +37,9 @@ DRIVERS = {
 
 def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd.Series,
                        sex: pd.Series, causal: list[str], signs: dict[str, float],
-                       beta: float, missing_rate: float = 0.03) -> tuple[pd.DataFrame, dict]:
+                       beta: float, missing_rate: float = 0.03, *,
+                       confound: pd.Series | None = None, confound_strength: float = 0.0,
+                       cognition_r2: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Cognitive measures of every participant.
 
     Parameters
@@ -56,6 +58,13 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
         Standardised effect of each driving anatomy on a measure.
     missing_rate : float
         Fraction of values set to ``n/a``.
+    confound : pandas.Series, optional
+        Realised volume change of the non-genetic anatomical component, per participant.
+    confound_strength : float
+        Its standardised effect on every measure.
+    cognition_r2 : float, optional
+        Share of each measure's variance explained by anatomy (the driving regions and
+        the non-genetic component together): their effects are scaled to it.
 
     Returns
     -------
@@ -71,7 +80,7 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
     table = {}
     drivers: dict[str, list[dict]] = {m: [] for m in MEASURES}
     for position, links in DRIVERS.items():
-        if position >= len(causal):
+        if position >= len(causal) or beta == 0:
             continue
         snp = causal[position]
         for measure, direction in links.items():
@@ -80,13 +89,25 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
                 "expected_sign_vs_dosage": int(np.sign(direction)),
             })
     n = len(features)
+    zconf = None
+    if confound is not None and confound_strength:
+        zconf = ((confound - confound.mean()) / (confound.std(ddof=0) or 1.0)).reindex(
+            features.index)
     for measure, spec in MEASURES.items():
-        latent = spec["age"] * 10.0 * zage + spec["sex"] * male
+        anatomy = pd.Series(0.0, index=features.index)
         explained = 0.0
         for link in drivers[measure]:
-            latent = latent + link["beta_on_anatomy"] * zfeat[link["snp"]]
+            anatomy = anatomy + link["beta_on_anatomy"] * zfeat[link["snp"]]
             explained += link["beta_on_anatomy"] ** 2
-        noise_sd = float(np.sqrt(max(1.0 - explained, 0.2)))
+        if zconf is not None:
+            anatomy = anatomy + confound_strength * zconf
+            explained += confound_strength ** 2
+        if cognition_r2 is not None and anatomy.std(ddof=0) > 0:
+            anatomy = anatomy * np.sqrt(cognition_r2) / anatomy.std(ddof=0)
+            explained = cognition_r2
+        noise_sd = float(np.sqrt(max(1.0 - explained, 0.2 if cognition_r2 is None
+                                     else 0.05)))
+        latent = spec["age"] * 10.0 * zage + spec["sex"] * male + anatomy
         latent = latent + rng.normal(0.0, noise_sd, n)
         values = spec["mean"] + spec["sd"] * latent
         values = np.clip(values, spec["low"], spec["high"])

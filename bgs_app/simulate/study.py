@@ -64,6 +64,18 @@ class SimulationParams:
         0 for the study itself; another number gives a new cohort of the *same design*
         (same SNPs, causal SNPs and effect patterns, from ``seed``) with new participants,
         genotypes, anatomy and cognition: a second site to apply a trained model to.
+    confound_strength : float
+        Standardised effect, on every measure, of a non-genetic anatomical component: a
+        pattern that varies between people (amplitude N(0, 1)), tied to no SNP and
+        overlapping the causal SNPs' regions, so that the CNN's shared trunk learns it
+        (0: none, the default). With ``cognition_effect`` 0 the study is a confounded
+        null: SNPs change anatomy, anatomy drives cognition, no SNP affects cognition.
+    confound_size : float
+        Fractional volume change of that pattern per SD of its amplitude.
+    cognition_r2 : float or None
+        Share of each measure's variance that anatomy (driving regions and the
+        non-genetic component) explains (e.g. 0.02-0.2, as brain-cognition correlations
+        of 0.1-0.2 have it); None: as ``cognition_effect`` gives it.
     """
 
     n_subjects: int = 200
@@ -79,6 +91,9 @@ class SimulationParams:
     genotypes_from: str | None = None
     causal_snps: tuple[str, ...] | None = field(default=None)
     cohort: int = 0
+    confound_strength: float = 0.0
+    confound_size: float = 0.3
+    cognition_r2: float | None = None
 
 
 # Large read-only arrays shared with forked workers.
@@ -162,6 +177,32 @@ def _age_effect(grid, head):
     return pattern.astype(np.float32), deform.displacement_from_pattern(pattern)
 
 
+def _confound_design(params: SimulationParams, designs: dict, grid) -> dict | None:
+    """The non-genetic anatomical component: where the causal SNPs act (or, without
+    causal SNPs, three random blobs), scaled to ``confound_size`` per SD of amplitude."""
+    if params.confound_strength == 0:
+        return None
+    if designs:
+        pattern = np.max([np.abs(d["pattern"]) / max(d["size"], 1e-6)
+                          for d in designs.values()], axis=0)
+        desc = {"type": "causal-regions", "snps": sorted(designs)}
+    else:
+        rng = np.random.default_rng([params.seed, 7777])
+        pattern, blobs = np.zeros(grid.shape, np.float32), []
+        lobes = list(deform.LOBE_CENTRES)
+        for lobe_index in rng.choice(len(lobes), size=3, replace=False):
+            lobe = lobes[int(lobe_index)]
+            centres = deform.LOBE_CENTRES[lobe]
+            centre = np.array(centres[int(rng.integers(len(centres)))], float)
+            pattern += deform.gaussian_blob(grid, centre, 11.0)
+            blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
+                          "sigma_mm": 11.0})
+        desc = {"type": "blobs", "blobs": blobs}
+    pattern = (params.confound_size * np.clip(pattern, 0, 1)).astype(np.float32)
+    return {"pattern": pattern, "displacement": deform.displacement_from_pattern(pattern),
+            "region": pattern >= 0.5 * params.confound_size, "description": desc}
+
+
 def _simulate_subject(task: dict) -> dict:
     """Write one participant's images and truth; return its realised causal anatomy."""
     import torch
@@ -174,8 +215,13 @@ def _simulate_subject(task: dict) -> dict:
     field += (task["age"] - REFERENCE_AGE) * _SHARED["age_displacement"]
     for snp, design in _SHARED["designs"].items():
         field += task["dosage"][snp] * design["displacement"]
+    confound = _SHARED.get("confound")
+    if confound is not None:
+        field += task["confound"] * confound["displacement"]
     change = -deform.divergence(field)
     features = {snp: float(change[d["region"]].mean()) for snp, d in _SHARED["designs"].items()}
+    if confound is not None:
+        features["confound"] = float(change[confound["region"]].mean())
     site = acquisition.SITES[task["site"]]
     head_scale = float(rng.normal(1.0, 0.035))
     out, truth = Path(task["out"]), Path(task["truth"])
@@ -268,8 +314,13 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     brain_weight = _field_grid_volume(head.brain, head.affine, grid)
     designs = _design_effects(design_rng, causal, params, grid, head)
     age_pattern, age_displacement = _age_effect(grid, head)
+    confound = _confound_design(params, designs, grid)
     _SHARED.update(head=head, grid=grid, brain_weight=brain_weight, designs=designs,
-                   age_displacement=age_displacement)
+                   age_displacement=age_displacement, confound=confound)
+    # The non-genetic component's amplitude per participant: its own stream, so that a
+    # study without it is the same study as before.
+    amplitude = (np.random.default_rng([*np.atleast_1d(subject_seed).tolist(), 7778])
+                 .standard_normal(n) if confound is not None else np.zeros(n))
 
     sessions = [str(s + 1) for s in range(params.sessions)] if params.sessions > 1 else [None]
     nprocs = max(1, min(nprocs, n))
@@ -278,7 +329,7 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
         "dosage": {s: float(geno.true_dosage.loc[label, s]) for s in causal},
         "seed": subject_seed, "warp_mm": params.warp_mm, "resolution": params.resolution,
         "sessions": sessions, "out": str(out), "truth": str(truth_dir),
-        "threads": 1 if nprocs > 1 else 0,
+        "threads": 1 if nprocs > 1 else 0, "confound": float(amplitude[i]),
     } for i, label in enumerate(labels)]
     results = _run_tasks(tasks, nprocs, progress)
 
@@ -292,11 +343,14 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     cognition, drivers = phenotypes.simulate_cognition(
         pheno_rng, features[causal] if causal else pd.DataFrame(index=labels),
         pd.Series(ages, index=labels), pd.Series(sexes, index=labels), causal, signs,
-        params.cognition_effect)
+        params.cognition_effect,
+        confound=features["confound"] if confound is not None else None,
+        confound_strength=params.confound_strength, cognition_r2=params.cognition_r2)
 
     _write_raw(out, params, participants, cognition, geno, labels)
-    truth = _truth(params, causal, designs, geno, drivers, features, age_pattern)
-    _write_truth(truth_dir, truth, designs, grid)
+    truth = _truth(params, causal, designs, geno, drivers, features, age_pattern,
+                   confound, pd.Series(amplitude, index=labels))
+    _write_truth(truth_dir, truth, designs, grid, confound)
     _SHARED.clear()
     return truth
 
@@ -366,7 +420,8 @@ def _write_raw(out, params, participants, cognition, geno, labels):
     genotypes.write_plink(geno, out / "genetics" / "study", sex=sex)
 
 
-def _truth(params, causal, designs, geno, drivers, features, age_pattern):
+def _truth(params, causal, designs, geno, drivers, features, age_pattern, confound=None,
+           amplitude=None):
     snps = []
     for snp in geno.analysis_snps:
         row = geno.bim.loc[geno.bim["snp"] == snp].iloc[0]
@@ -380,7 +435,7 @@ def _truth(params, causal, designs, geno, drivers, features, age_pattern):
                           "pattern": d["description"],
                           "effect_map": f"effect_snp-{snp}_map.nii.gz"})
         snps.append(entry)
-    return {
+    truth = {
         "generator": {"name": "bgs-simulate", "version": __version__},
         "seed": params.seed,
         "parameters": {k: (list(v) if isinstance(v, tuple) else v)
@@ -396,22 +451,45 @@ def _truth(params, causal, designs, geno, drivers, features, age_pattern):
                         "grey_matter_per_year": -0.003},
         "sites": [asdict(s) for s in acquisition.SITES],
         "realised_anatomy": {"description": "Fractional volume change in each causal SNP's "
-                             "effect region, per participant (what drives cognition)",
+                             "effect region (and in the non-genetic component's), per "
+                             "participant (what drives cognition)",
                              "values": features.round(6).reset_index().to_dict("list")},
     }
+    if confound is not None:
+        truth["confound"] = {
+            "description": "Non-genetic anatomical component: tied to no SNP, it drives "
+                           "every measure",
+            "strength": params.confound_strength, "size": params.confound_size,
+            "pattern": confound["description"], "effect_map": "confound_map.nii.gz",
+            "amplitude": amplitude.round(6).reset_index().set_axis(
+                ["label", "amplitude"], axis=1).to_dict("list")}
+    from bgs_app.simulate.evaluate import links_of
+
+    dosage = geno.true_dosage.reindex(columns=list(geno.analysis_snps))
+    links = links_of(truth, dosage)
+    truth["genetic_links"] = [
+        {"snp": snp, "measure": measure, "genetic_link": (snp, measure) in links,
+         "kind": links.get((snp, measure), "none")}
+        for snp in geno.analysis_snps for measure in phenotypes.MEASURES]
+    return truth
 
 
-def _write_truth(truth_dir, truth, designs, grid):
+def _write_truth(truth_dir, truth, designs, grid, confound=None):
     write_json(truth_dir / "dataset_description.json", {
         "Name": "Ground truth of a bgs-simulate study", "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "bgs-simulate", "Version": __version__}],
         "SourceDatasets": [{"URL": "bids::"}],
     })
-    write_text(truth_dir / ".bidsignore", "truth.json\neffect_*\n*_xfm.json\n")
+    write_text(truth_dir / ".bidsignore", "truth.json\neffect_*\nconfound_*\n*_xfm.json\n")
     write_json(truth_dir / "truth.json", truth)
     for snp, design in designs.items():
         img = nb.Nifti1Image(deform.volume_change(design["displacement"]), grid.affine)
         img.header.set_xyzt_units("mm", "sec")
         img.header["descrip"] = b"volume change per allele"
         save_nifti(img, truth_dir / f"effect_snp-{snp}_map.nii.gz")
+    if confound is not None:
+        img = nb.Nifti1Image(deform.volume_change(confound["displacement"]), grid.affine)
+        img.header.set_xyzt_units("mm", "sec")
+        img.header["descrip"] = b"volume change per SD of the non-genetic component"
+        save_nifti(img, truth_dir / "confound_map.nii.gz")

@@ -58,12 +58,15 @@ def mark_validated(table: pd.DataFrame,
 
 
 def in_family(table: pd.DataFrame) -> pd.Series:
-    """Boolean per ``associations.tsv`` row: in the corrected family (has a p-value and is
-    validated; tables without a ``validated`` column count every row with a p-value).
+    """Boolean per ``associations.tsv`` row: in a corrected family, with a p-value.
 
-    Works on tables read back from TSV, where ``validated`` is ``true``/``false``.
+    Tables with a ``family`` column (see :mod:`bgs_app.stats.claims`) count its non-empty
+    rows; older tables, the rows whose ``validated`` is ``true`` (or every row with a
+    p-value, without that column). Works on tables read back from TSV.
     """
     has_p = table["p"].notna()
+    if "family" in table:
+        return has_p & (table["family"].fillna("").astype(str) != "")
     if "validated" not in table:
         return has_p
     return has_p & table["validated"].astype(str).str.lower().eq("true")

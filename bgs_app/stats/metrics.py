@@ -21,7 +21,9 @@ def genotype_metrics(dosage: np.ndarray, probabilities: np.ndarray) -> dict[str,
     dict
         ``n_test``; ``auc`` (one-vs-rest macro AUC over the genotype classes present);
         ``auc_carrier`` (AUC of the score for carrying >= 1 counted allele); ``r_dosage``
-        and ``p_r_dosage`` (Pearson correlation of the score ``p1 + 2 p2`` with dosage).
+        and ``p_r_dosage`` (Pearson correlation of the score ``p1 + 2 p2`` with dosage);
+        ``first_stage_f`` and ``genetic_share`` (the F statistic and R^2 of the score on
+        the dosage, without covariates: the associations table has them with).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -39,7 +41,32 @@ def genotype_metrics(dosage: np.ndarray, probabilities: np.ndarray) -> dict[str,
         carrier = d >= 1
         if 0 < carrier.sum() < carrier.size:
             out["auc_carrier"] = float(roc_auc_score(carrier, score))
-        if np.std(score) > 0:
-            r, p = stats.pearsonr(score, d)
-            out["r_dosage"], out["p_r_dosage"] = float(r), float(p)
+        out.update(score_dosage_correlation(d, score))
+    r, n = out["r_dosage"], out["n_test"]
+    if np.isfinite(r) and n > 2 and abs(r) < 1:
+        out["first_stage_f"] = float(r * r * (n - 2) / (1 - r * r))
+        out["genetic_share"] = float(r * r)
+    else:
+        out["first_stage_f"] = out["genetic_share"] = np.nan
     return out
+
+
+def score_dosage_correlation(dosage: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """Pearson correlation of a score with the dosage (what the score gate judges).
+
+    Parameters
+    ----------
+    dosage, score : numpy.ndarray
+        Shape (n,); NaN entries are skipped.
+
+    Returns
+    -------
+    dict
+        ``r_dosage`` and ``p_r_dosage`` (NaN when either is constant).
+    """
+    dosage, score = np.asarray(dosage, float), np.asarray(score, float)
+    ok = np.isfinite(dosage) & np.isfinite(score)
+    if ok.sum() < 3 or np.std(score[ok]) == 0 or np.std(dosage[ok]) == 0:
+        return {"r_dosage": np.nan, "p_r_dosage": np.nan}
+    r, p = stats.pearsonr(score[ok], dosage[ok])
+    return {"r_dosage": float(r), "p_r_dosage": float(p)}

@@ -10,30 +10,74 @@ from bgs_app.utils.tables import write_table
 
 ASSOCIATION_COLUMNS = {
     "source": "Where the predictor comes from: cnn (brain-genotype score), idp-<model> "
-              "(IDP-baseline score) or genotype (the called dosage)",
-    "snp": "SNP (or score column) the predictor belongs to",
+              "(IDP-baseline score) or genotype (the dosage)",
+    "snp": "SNP the row belongs to (its score's, or its own)",
+    "counted_allele": "The allele whose copies dosages and scores count (PLINK A1)",
+    "other_allele": "The SNP's other allele (PLINK A2)",
+    "counted_allele_freq": "Frequency of the counted allele among the genotyped "
+                           "participants (for a released model without site genotypes: "
+                           "in its training data)",
     "measure": "Cognitive measure (the outcome)",
-    "n": "Complete cases of this test",
-    "beta": "Standardised coefficient of the predictor (outcome and predictor z-scored "
-            "within the complete cases; OLS with an intercept and the covariates)",
-    "se": "Standard error of beta", "t": "t statistic", "p": "Two-sided p-value",
-    "ci_low": "Lower bound of the 95 % confidence interval of beta",
-    "ci_high": "Upper bound of the 95 % confidence interval of beta",
-    "p_bonferroni": "p multiplied by the number of tests in the family (the rows with "
-                    "validated true), capped at 1; n/a outside the family",
-    "q_fdr": "Benjamini-Hochberg q over the family; n/a outside it",
-    "validated": "true when the row is in the tested family: a genotype row, or a score "
-                 "whose held-out score-dosage correlation is positive and Bonferroni-"
-                 "significant over its model's SNPs (--score-gate validated); false rows "
-                 "keep beta, se, t and p for reference but are not corrected or claimed",
+    "test": "score: measure ~ score + covariates (a brain-cognition association); "
+            "first_stage: score ~ dosage + covariates (beta per allele in score units); "
+            "reduced_form: measure ~ dosage + covariates (beta per counted allele in the "
+            "measure's units); instrumented: the dosage as the instrument of the score "
+            "(Wald ratio = 2SLS, in measure units per unit of score; p is the "
+            "Anderson-Rubin test of no effect, equal to the reduced form's; the interval is "
+            "the Anderson-Rubin confidence set); remainder: measure ~ score + dosage + "
+            "covariates (the association of the score's non-genetic part, standardised)",
+    "family": "The family the row is corrected in: genetic (reduced forms of the gated CNN "
+              "SNPs: the primary family), score (score tests of the gated CNN scores), "
+              "idp-<model> (score tests of a baseline's gated scores), genotype (reduced "
+              "forms of every SNP); empty for rows that support a claim without being one",
+    "n": "Participants in this test (sessions averaged, not counted as people)",
+    "beta": "The coefficient: standardised (outcome and predictor z-scored within the "
+            "complete cases) for score and remainder rows; per allele for first_stage "
+            "(score units) and reduced_form (the measure's units); measure units per unit "
+            "of score for instrumented rows",
+    "se": "Standard error of beta (2SLS for instrumented rows)",
+    "t": "t statistic", "p": "Two-sided p-value",
+    "ci_low": "Lower bound of the 95 % confidence interval of beta (instrumented rows: of "
+              "the Anderson-Rubin set, see ci_kind)",
+    "ci_high": "Upper bound of the 95 % confidence interval of beta (instrumented rows: of "
+               "the Anderson-Rubin set, see ci_kind)",
+    "p_bonferroni": "p multiplied by the number of tests in the row's family, capped at 1; "
+                    "n/a outside a family",
+    "q_fdr": "Benjamini-Hochberg q (or Benjamini-Yekutieli with --fdr-method by) within the "
+             "row's family; n/a outside a family",
+    "validated": "true when the row's score passed the score gate (held-out score-dosage "
+                 "correlation positive and Bonferroni-significant over its model's SNPs; "
+                 "--score-gate validated), and for every genotype row",
+    "claim": "What the CNN score x measure may claim (on every cnn row of the pair): "
+             "genetic (the reduced form is Bonferroni-significant in the genetic family and "
+             "the first stage has F >= 10: the SNP is linked to the measure and the score "
+             "carries the SNP), anatomical (the score test is significant in the score "
+             "family, the link is not genetic: a brain-cognition association), none",
+    "f_stat": "First-stage F statistic of the dosage (first_stage rows)",
+    "partial_r2": "The score's genetic share: partial R^2 of the dosage in the first stage",
+    "ci_kind": "Shape of the Anderson-Rubin set (instrumented rows): bounded [ci_low, "
+               "ci_high]; unbounded (the whole line, or a half-line); rays (-inf, ci_low] U "
+               "[ci_high, inf)",
+    "hausman_p": "Wu-Hausman test of the instrumented against the plain regression "
+                 "(instrumented rows): small when the score's association is not the "
+                 "genotype's",
 }
 PERFORMANCE_COLUMNS = {
     "model": "cnn or idp-<model>", "snp": "SNP",
-    "n_test": "Held-out (or out-of-fold) participants with a called genotype",
+    "counted_allele": "The allele whose copies the score counts (PLINK A1)",
+    "other_allele": "The SNP's other allele (PLINK A2)",
+    "counted_allele_freq": "Frequency of the counted allele among the genotyped "
+                           "participants",
+    "n_test": "Held-out (or out-of-fold) participants with a called genotype (images of a "
+              "participant averaged)",
     "auc": "One-vs-rest ROC AUC averaged over the genotype classes present",
     "auc_carrier": "ROC AUC of the score for carrying at least one counted allele",
     "r_dosage": "Pearson correlation of the score (p1 + 2 p2) with the dosage",
     "p_r_dosage": "Two-sided p-value of r_dosage",
+    "first_stage_f": "F statistic of the score on the dosage (r^2 (n - 2) / (1 - r^2), no "
+                     "covariates; associations.tsv has the first stage with them): 10 or "
+                     "more is a strong instrument",
+    "genetic_share": "The score's genetic share: r_dosage squared",
 }
 SCORE_COLUMNS = {
     "participant_id": "BIDS participant", "model": "Model that produced the score",

@@ -1,0 +1,143 @@
+"""What the group level's tables may claim, end to end on a small study.
+
+A simulated study with two visits per participant (two images each, and a phenotype
+table with ``session_id``) goes through the group level on oracle model-grid images:
+every count is of participants, the tables carry the alleles and the claims' tests. A
+second run applies the trained model to the same people with genotype files whose A1/A2
+are swapped: the dosages are flipped back, so the signs (and values) of r and beta equal
+those with the original files; alleles that match neither way are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bgs_app.cli.run import main
+
+N = 30
+COMMON = ["--resolution", "4", "--skip-bids-validation", "--nprocs", "2"]
+
+
+@pytest.fixture(scope="module")
+def sessions_run(tmp_path_factory):
+    from bgs_app.simulate import SimulationParams, simulate_study
+    from bgs_app.simulate.oracle import truth_model_grid
+
+    base = tmp_path_factory.mktemp("inference")
+    study = base / "study"
+    simulate_study(study, SimulationParams(n_subjects=N, seed=13, resolution=4.0, sessions=2,
+                                           effect_size=0.6, cognition_effect=0.8),
+                   nprocs=2, progress=False)
+    out = truth_model_grid(study, base / "out", 4.0, nprocs=2)
+    # The measures at two visits: the second visit's values are the first's plus 10.
+    table = pd.read_csv(study / "phenotype/cognition.tsv", sep="\t", na_values="n/a")
+    later = table.assign(**{c: table[c] + 10 for c in table.columns if c != "participant_id"})
+    visits = pd.concat([table.assign(session_id="1"), later.assign(session_id="2")])
+    visits = visits[["participant_id", "session_id", *table.columns[1:]]]
+    visits.to_csv(study / "phenotype/cognition.tsv", sep="\t", index=False, na_rep="n/a")
+    snps = [s["snp"] for s in json.loads(
+        (study / "derivatives/simulation-truth/truth.json").read_text())["snps"]]
+    code = main([str(study), str(out), "group", *COMMON, "--genotypes",
+                 str(study / "genetics/study"), "--snps", *snps, "--cv-folds", "2",
+                 "--epochs", "1", "--batch-size", "6", "--channels", "4", "4", "4", "4", "4",
+                 "4", "--no-saliency", "--phenotype-session", "mean", "-w",
+                 str(base / "work")])
+    return {"base": base, "study": study, "out": out, "code": code, "snps": snps}
+
+
+def test_multi_session_phenotypes_run_and_count_participants(sessions_run):
+    assert sessions_run["code"] == 0
+    group = sessions_run["out"] / "group"
+    scores = pd.read_csv(group / "scores.tsv", sep="\t")
+    assert set(scores["session_id"].astype(str)) == {"1", "2"}  # two images a person
+    perf = pd.read_csv(group / "performance.tsv", sep="\t")
+    cnn = perf[perf["model"] == "cnn"]
+    assert cnn["n_test"].max() <= N  # participants, not images
+    assoc = pd.read_csv(group / "associations.tsv", sep="\t", keep_default_na=False,
+                        na_values="n/a")
+    assert assoc["n"].max() <= N
+    assert {"score", "first_stage", "reduced_form", "instrumented", "remainder"} <= set(
+        assoc["test"])
+    assert {"genetic", "score", "genotype", "idp-logreg", "idp-gbm"} & set(assoc["family"])
+    assert set(assoc.loc[assoc["source"] == "cnn", "claim"]) <= {"genetic", "anatomical",
+                                                                 "none"}
+    raw = pd.read_csv(sessions_run["study"] / "phenotype/cognition.tsv", sep="\t",
+                      na_values="n/a")
+    assert raw["participant_id"].duplicated().any()
+    for name in ("scores", "performance", "associations"):
+        table = pd.read_csv(group / f"{name}.tsv", sep="\t", nrows=1)
+        assert {"counted_allele", "other_allele", "counted_allele_freq"} <= set(table), name
+        sidecar = json.loads((group / f"{name}.json").read_text())
+        assert set(table.columns) <= set(sidecar), (name, set(table.columns) - set(sidecar))
+    meta = json.loads((group / "model/fold-0/model.json").read_text())
+    assert {"counted_allele", "other_allele", "counted_allele_freq"} <= set(meta["snps"][0])
+    report = (group / "report.html").read_text()
+    assert "<h2>Claims</h2>" in report and report.index("Claims") < report.index(
+        "Genotype prediction")
+
+
+def _swapped_genotypes(study, dest, mismatch: str | None = None):
+    """The study's genotypes written with A1 and A2 the other way round (the dosages now
+    count the other allele, as another site's files might); ``mismatch``: one SNP whose
+    alleles are two other letters."""
+    from bed_reader import open_bed, to_bed
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with open_bed(study / "genetics/study.bed") as bed:
+        values = bed.read(dtype="float32")
+        props = {k: getattr(bed, k) for k in ("fid", "iid", "father", "mother", "sex",
+                                              "pheno", "chromosome", "sid", "cm_position",
+                                              "bp_position", "allele_1", "allele_2")}
+    a1, a2 = props["allele_2"].copy(), props["allele_1"].copy()
+    if mismatch is not None:
+        j = list(props["sid"]).index(mismatch)
+        a1[j], a2[j] = sorted(set("ACGT") - {a1[j], a2[j]})
+    props.update(allele_1=a1, allele_2=a2)
+    to_bed(dest / "study.bed", 2.0 - values, properties=props)
+    return dest / "study"
+
+
+def test_swapped_alleles_at_an_applying_site_are_flipped_back(sessions_run, tmp_path):
+    study, trained = sessions_run["study"], sessions_run["out"] / "group/model/fold-0"
+    results = {}
+    for name, genotypes in (("same", study / "genetics/study"),
+                            ("swapped", _swapped_genotypes(study, tmp_path / "swapped"))):
+        out = tmp_path / f"out_{name}"
+        shutil.copytree(sessions_run["out"], out, ignore=shutil.ignore_patterns("group"))
+        code = main([str(study), str(out), "group", *COMMON, "--model", str(trained),
+                     "--genotypes", str(genotypes), "--no-saliency", "-w",
+                     str(tmp_path / f"work_{name}")])
+        assert code == 0, name
+        results[name] = out / "group"
+    perf = {k: pd.read_csv(v / "performance.tsv", sep="\t").set_index("snp")
+            for k, v in results.items()}
+    pd.testing.assert_series_equal(perf["same"]["r_dosage"], perf["swapped"]["r_dosage"])
+    assoc = {k: pd.read_csv(v / "associations.tsv", sep="\t", keep_default_na=False,
+                            na_values="n/a") for k, v in results.items()}
+    rows = {k: v[v["source"] == "genotype"].set_index(["snp", "measure"])["beta"]
+            for k, v in assoc.items()}
+    np.testing.assert_allclose(rows["same"], rows["swapped"].reindex(rows["same"].index))
+    sidecar = json.loads((results["swapped"] / "scores.json").read_text())
+    assert sorted(sidecar["AllelesFlippedToModel"]) == sorted(perf["same"].index)
+    scores = pd.read_csv(results["swapped"] / "scores.tsv", sep="\t")
+    model = json.loads((trained / "model.json").read_text())
+    counted = {s["snp"]: s["counted_allele"] for s in model["snps"]}
+    assert (scores["counted_allele"] == scores["snp"].map(counted)).all()
+
+
+def test_alleles_that_match_neither_way_are_refused(sessions_run, tmp_path, capsys):
+    study, trained = sessions_run["study"], sessions_run["out"] / "group/model/fold-0"
+    snp = sessions_run["snps"][0]
+    genotypes = _swapped_genotypes(study, tmp_path / "bad", mismatch=snp)
+    out = tmp_path / "out"
+    shutil.copytree(sessions_run["out"], out, ignore=shutil.ignore_patterns("group"))
+    code = main([str(study), str(out), "group", *COMMON, "--model", str(trained),
+                 "--genotypes", str(genotypes), "--no-saliency", "-w", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 1 and "do not match the model's" in err and snp in err
+    assert "Traceback" not in err
