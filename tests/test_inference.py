@@ -74,6 +74,9 @@ def test_multi_session_phenotypes_run_and_count_participants(sessions_run):
         assert {"counted_allele", "other_allele", "counted_allele_freq"} <= set(table), name
         sidecar = json.loads((group / f"{name}.json").read_text())
         assert set(table.columns) <= set(sidecar), (name, set(table.columns) - set(sidecar))
+    described = json.loads((group / "associations.json").read_text())
+    assert described["PhenotypeSession"] == "mean"
+    assert described["Participants"] <= N
     meta = json.loads((group / "model/fold-0/model.json").read_text())
     assert {"counted_allele", "other_allele", "counted_allele_freq"} <= set(meta["snps"][0])
     report = (group / "report.html").read_text()

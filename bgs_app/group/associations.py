@@ -113,6 +113,11 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
     write_associations(table, out, {"Measures": names,
                                     "Covariates": list(covs.columns) if covs is not None
                                     else [],
+                                    "CovariateSources": {
+                                        "table": plan.table, "idp": plan.idp,
+                                        "precomputed_pcs": plan.pc_columns,
+                                        "computed_pcs": plan.compute_pcs},
+                                    "PhenotypeSession": config.phenotype_session,
                                     "Participants": int(len(cnn)), "ScoreGate": gate,
                                     "FDR": config.fdr_method,
                                     "MinFirstStageF": MIN_FIRST_STAGE_F,
