@@ -231,6 +231,19 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
         a["sub-0001/ses-1/anat/sub-0001_ses-1_T1w.nii.gz"]
 
 
+def test_cohorts_of_one_design_share_their_snps(tmp_path):
+    """A second site of the same design is genotyped on the same array and strand."""
+    bims = []
+    for cohort, n in ((0, 4), (1, 3)):
+        simulate_study(tmp_path / str(cohort), SimulationParams(
+            n_subjects=n, seed=5, resolution=4.0, cohort=cohort), nprocs=1, progress=False)
+        bims.append(pd.read_csv(tmp_path / str(cohort) / "genetics/study.bim", sep="\t",
+                                header=None))
+        assert bims[-1][4].nunique() > 1  # alleles are drawn, not a constant pair
+    pd.testing.assert_frame_equal(bims[0], bims[1])
+    assert not _dosages(tmp_path / "0").iloc[:3].equals(_dosages(tmp_path / "1"))
+
+
 def test_cli_refuses_bad_input(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")

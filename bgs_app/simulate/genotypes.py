@@ -54,7 +54,8 @@ class GenotypeSet:
 def simulate_genotypes(rng: np.random.Generator, labels: list[str], n_snps: int,
                        causal: list[str], *, missing_rate: float = 0.01,
                        mri_only_fraction: float = 0.03,
-                       genotype_only_fraction: float = 0.05) -> GenotypeSet:
+                       genotype_only_fraction: float = 0.05,
+                       snp_rng: np.random.Generator | None = None) -> GenotypeSet:
     """Simulate genotypes under Hardy-Weinberg equilibrium.
 
     Parameters
@@ -70,6 +71,10 @@ def simulate_genotypes(rng: np.random.Generator, labels: list[str], n_snps: int,
         Fraction of calls set missing at random.
     mri_only_fraction, genotype_only_fraction : float
         People with MRI and no genotypes, and genotyped people without MRI.
+    snp_rng : numpy.random.Generator, optional
+        Draws the SNPs' chromosomes, positions and alleles (``rng`` when not given). The
+        study passes one seeded by the design alone, so that every cohort of a design has
+        the same SNPs on the same strand, as two sites genotyped on one array do.
 
     Returns
     -------
@@ -104,15 +109,16 @@ def simulate_genotypes(rng: np.random.Generator, labels: list[str], n_snps: int,
     mri_only = set(rng.choice(n_mri, size=n_mri_only, replace=False).tolist()) if n_mri_only \
         else set()
     keep = [i for i in range(n) if i not in mri_only]
-    chroms = rng.integers(1, 23, len(all_names))
+    snp_rng = rng if snp_rng is None else snp_rng
+    chroms = snp_rng.integers(1, 23, len(all_names))
     bim = pd.DataFrame({
         "chrom": chroms.astype(str), "snp": all_names, "cm": 0.0,
-        "pos": rng.integers(1_000_000, 200_000_000, len(all_names)),
+        "pos": snp_rng.integers(1_000_000, 200_000_000, len(all_names)),
     })
     # Strand-unambiguous allele pairs only (no A/T or C/G SNPs).
     pairs = [("A", "C"), ("A", "G"), ("C", "A"), ("G", "A"), ("C", "T"), ("T", "C"),
              ("G", "T"), ("T", "G")]
-    chosen = rng.integers(0, len(pairs), len(all_names))
+    chosen = snp_rng.integers(0, len(pairs), len(all_names))
     bim["a1"] = [pairs[i][0] for i in chosen]
     bim["a2"] = [pairs[i][1] for i in chosen]
     dosage = pd.DataFrame({s: true[s][:n_mri] for s in names}, index=list(labels))

@@ -303,7 +303,10 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
                         key=names.index)
         # The atlas-aligned effect goes to a random causal SNP, not always the first.
         design_rng.shuffle(causal)
-        geno = genotypes.simulate_genotypes(geno_rng, labels, params.n_snps, causal)
+        # The SNPs' positions and alleles belong to the design: every cohort shares them.
+        snp_rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(97,)))
+        geno = genotypes.simulate_genotypes(geno_rng, labels, params.n_snps, causal,
+                                            snp_rng=snp_rng)
     n = len(labels)
     ages = np.round(subject_rng.uniform(45.0, 80.0, n), 1)
     sexes = subject_rng.choice(["F", "M"], n)
