@@ -169,13 +169,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {scenario} | " + " | ".join(
             _cell(cells[str(n)]["fwer_score_test_read_as_genetic"]) if str(n) in cells
             else "" for n in sizes) + " |")
-    lines += ["", "**Power: planted links claimed `genetic`** (three links per study):", "",
-              head, rule]
-    for scenario, cells in results.items():
-        if any("power_per_planted_link" in c for c in cells.values()):
-            lines.append(f"| {scenario} | " + " | ".join(
-                _cell(cells[str(n)]["power_per_planted_link"]) if str(n) in cells else ""
-                for n in sizes) + " |")
+    powered = [(scenario, cells) for scenario, cells in results.items()
+               if any("power_per_planted_link" in c for c in cells.values())]
+    if powered:
+        lines += ["", "**Power: planted links claimed `genetic`** (three links per study):",
+                  "", head, rule]
+    for scenario, cells in powered:
+        lines.append(f"| {scenario} | " + " | ".join(
+            _cell(cells[str(n)]["power_per_planted_link"]) if str(n) in cells else ""
+            for n in sizes) + " |")
     lines += ["", "**The gate** (mean scores let in of 12; of them the 4 brain SNPs; median "
               "first-stage F of the gated scores):", "", head, rule]
     for scenario, cells in results.items():
