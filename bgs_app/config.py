@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tomllib
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ SCORE_GATES = ("validated", "none")
 # Benjamini-Yekutieli (valid under any dependence between the family's tests).
 FDR_METHODS = ("bh", "by")
 RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
+LOGGER = logging.getLogger("bgs_app")
+# The queries of an fMRIPrep/sMRIPrep --bids-filter-file other than 't1w'.
+FMRIPREP_QUERIES = frozenset({"bold", "sbref", "fmap", "t2w", "flair", "roi", "pet", "asl",
+                              "dwi", "epi", "phase", "magnitude"})
 
 
 def _default_nprocs() -> int:
@@ -247,11 +252,18 @@ def read_bids_filters(path: Path) -> dict[str, dict]:
         raise UsageError(
             f'BIDS filter file {path} must map data types to queries, e.g. '
             f'{{"t1w": {{"acquisition": "mprage"}}}}')
+    # An fMRIPrep/sMRIPrep filter file also has queries for data bgs_app does not read.
+    other = sorted(set(filters) & FMRIPREP_QUERIES)
+    if other:
+        LOGGER.warning("BIDS filter file %s: ignoring the query of %s (bgs_app reads only "
+                       "'t1w')", path, ", ".join(other))
+        filters = {k: v for k, v in filters.items() if k not in FMRIPREP_QUERIES}
     unknown = set(filters) - {"t1w"}
     if unknown:
         raise UsageError(
             f"BIDS filter file {path}: unknown data type(s) {', '.join(sorted(unknown))}; "
-            "bgs_app reads 't1w'")
+            "bgs_app reads 't1w' (and ignores fMRIPrep's "
+            f"{', '.join(sorted(FMRIPREP_QUERIES))})")
     for kind, query in filters.items():
         for key in query:
             if key in SELECTION_KEYS:
@@ -357,15 +369,51 @@ def resolve_context(config: Config, *, device: bool = False) -> RunContext:
 
     template = get_template(config.template, str(config.template_mask)
                             if config.template_mask else None)
-    resolved = "cpu"
-    if device:
-        resolved = config.device
-        if resolved == "auto":
-            import torch
-
-            resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = resolve_device(config.device) if device else "cpu"
     from bgs_app.utils.processes import torchrun_environment
 
     rank, world, local = torchrun_environment()
     return RunContext(config=config, template=template, device=resolved, rank=rank,
                       world_size=world, local_rank=local)
+
+
+def resolve_device(requested: str) -> str:
+    """The torch device of ``--device``, logged; ``cuda`` without a GPU is refused.
+
+    Parameters
+    ----------
+    requested : str
+        ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu`` or ``cuda``.
+
+    Returns
+    -------
+    str
+        ``cpu`` or ``cuda``.
+
+    Raises
+    ------
+    UsageError
+        ``cuda`` was asked for and torch sees no CUDA device (a CPU build of torch, a
+        container started without ``--nv``/``--gpus``, or no GPU on the node).
+    """
+    import torch
+
+    available = torch.cuda.is_available()
+    if requested == "cuda" and not available:
+        build = torch.version.cuda
+        why = (f"this torch {torch.__version__} is a CPU build" if build is None else
+               f"torch {torch.__version__} (CUDA {build}) sees no GPU")
+        raise UsageError(f"--device cuda: {why}. Use --device cpu (or auto), or run on a "
+                         "node with a GPU (containers: apptainer --nv, docker --gpus all) "
+                         "with the CUDA image")
+    resolved = "cuda" if requested == "cuda" or (requested == "auto" and available) else "cpu"
+    if resolved == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        LOGGER.info("Device: cuda (%s, %.0f GiB; %d GPU(s) visible; --device %s)",
+                    props.name, props.total_memory / 2**30, torch.cuda.device_count(),
+                    requested)
+    else:
+        note = "; no CUDA device visible" if requested == "auto" else ""
+        LOGGER.info("Device: cpu (%d thread(s); --device %s%s)", torch.get_num_threads(),
+                    requested, note)
+    return resolved

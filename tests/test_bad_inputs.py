@@ -130,8 +130,8 @@ CASES = [
      r"invalid label '0_1'.*alphanumeric"),
     ("filter-unknown-datatype", lambda d, t: [
         str(d), str(t / "o"), "participant", "--bids-filter-file",
-        str(_write(t / "f.json", '{"bold": {"task": "rest"}}'))], 64,
-     r"unknown data type\(s\) bold"),
+        str(_write(t / "f.json", '{"T1w": {"acquisition": "mprage"}}'))], 64,
+     r"unknown data type\(s\) T1w; bgs_app reads 't1w'"),
     ("filter-not-json", lambda d, t: [str(d), str(t / "o"), "participant",
                                       "--bids-filter-file", str(_write(t / "f.json", "{"))],
      64, r"f.json is not valid JSON"),
@@ -439,6 +439,18 @@ def test_bad_group_inputs_are_refused_before_training(oracle_study, tmp_path, ca
     _no_traceback(err)
     assert re.search(message, err, re.S), err[-2000:]
     assert not (oracle_study["out"] / "group" / "model").exists()  # nothing was trained
+    assert not (tmp_path / "work" / "group" / "store").exists()
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()",
+                    reason="torch sees a GPU here: --device cuda is valid")
+def test_cuda_without_a_gpu_is_a_usage_error(oracle_study, tmp_path, capsys):
+    argv = _group(oracle_study, tmp_path, "--device", "cuda", "--phenotypes",
+                  "fluid_intelligence")
+    assert main(argv) == 64
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert "--device cuda: this torch" in err and "--device cpu" in err, err[-2000:]
     assert not (tmp_path / "work" / "group" / "store").exists()
 
 

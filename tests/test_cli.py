@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -161,10 +162,25 @@ def test_not_a_dataset(tmp_path, capsys):
 
 def test_bids_filter_file_errors(tmp_path):
     bad = tmp_path / "filter.json"
-    bad.write_text('{"bold": {"task": "rest"}}')
+    bad.write_text('{"anat": {"suffix": "T1w"}}')
     with pytest.raises(UsageError, match="unknown data type"):
         parse_args([str(tmp_path), str(tmp_path / "o"), "participant", "--bids-filter-file",
                     str(bad)])
+    # An fMRIPrep filter file: the queries of other data are ignored, with a warning.
+    fmriprep = tmp_path / "fmriprep.json"
+    fmriprep.write_text(json.dumps({"t1w": {"acquisition": "mprage"},
+                                    "bold": {"task": "rest"}, "fmap": {"run": 1}}))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("bgs_app").addHandler(handler)
+    try:
+        config = parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
+                             "--bids-filter-file", str(fmriprep)])
+    finally:
+        logging.getLogger("bgs_app").removeHandler(handler)
+    assert config.bids_filters == {"t1w": {"acquisition": "mprage"}}
+    assert any("ignoring the query of bold, fmap" in r.getMessage() for r in records)
     bad.write_text('{"t1w": ')
     with pytest.raises(UsageError, match="not valid JSON"):
         parse_args([str(tmp_path), str(tmp_path / "o"), "participant", "--bids-filter-file",
@@ -174,6 +190,31 @@ def test_bids_filter_file_errors(tmp_path):
     config = parse_args([str(tmp_path), str(tmp_path / "o"), "participant",
                          "--bids-filter-file", str(good)])
     assert config.bids_filters == {"t1w": {"acquisition": "mprage"}}
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--nthreads", "3"], {"nprocs": 3}),
+    (["--n_cpus", "2"], {"nprocs": 2}),
+    (["--mem", "16G"], {"mem_gb": 16.0}),
+    (["--mem-mb", "8000"], {"mem_gb": 8.0}),
+    (["--mem_mb", "500MB"], {"mem_gb": 0.5}),
+    (["--mem", "0.5T"], {"mem_gb": 500.0}),
+    (["--random-seed", "7"], {"seed": 7}),
+    (["--nipype-plugin-file", "plugin.toml"], {"use_plugin": Path("plugin.toml")}),
+    (["--boilerplate"], {"boilerplate_only": True}),
+    (["--notrack", "--nthreads", "1"], {"nprocs": 1}),
+])
+def test_fmriprep_spellings_are_aliases(tmp_path, argv, expected):
+    config = parse_args([str(tmp_path), str(tmp_path / "o"), "participant", *argv])
+    for name, value in expected.items():
+        got = getattr(config, name)
+        assert (got.name == value.name if isinstance(value, Path) else got == value), name
+
+
+@pytest.mark.parametrize("value", ["lots", "16X", "4 GBs", "0"])
+def test_bad_memory_sizes_are_usage_errors(tmp_path, value):
+    with pytest.raises(UsageError, match="is not a memory size"):
+        parse_args([str(tmp_path), str(tmp_path / "o"), "participant", "--mem", value])
 
 
 def test_help_groups_like_fmriprep():

@@ -53,6 +53,8 @@ def sessions_run(tmp_path_factory):
 def test_multi_session_phenotypes_run_and_count_participants(sessions_run):
     assert sessions_run["code"] == 0
     group = sessions_run["out"] / "group"
+    log = next((sessions_run["out"] / "logs").glob("bgs_app-*.log")).read_text()
+    assert "Device: cpu" in log or "Device: cuda (" in log  # the device is stated
     scores = pd.read_csv(group / "scores.tsv", sep="\t")
     assert set(scores["session_id"].astype(str)) == {"1", "2"}  # two images a person
     perf = pd.read_csv(group / "performance.tsv", sep="\t")

@@ -43,6 +43,20 @@ def _positive_float(value: str) -> float:
     return number
 
 
+_MEMORY_UNITS = {"k": 1e-6, "m": 1e-3, "g": 1.0, "t": 1e3}
+
+
+def _memory_gb(value: str) -> float:
+    """fMRIPrep's ``--mem``: a size in MB, or with a unit (``16G``, ``16000M``, ``0.5T``)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", value)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a memory size (MB, or with a unit: 16G, 16000M)")
+    return float(match.group(1)) * _MEMORY_UNITS[(match.group(2) or "m").lower()]
+
+
 def _fraction(value: str) -> float:
     try:
         number = float(value)
@@ -110,14 +124,20 @@ def get_parser() -> argparse.ArgumentParser:
                         help="do not validate the input dataset with bids-validator-deno")
 
     g_perf = parser.add_argument_group("Options to handle performance")
-    g_perf.add_argument("--nprocs", "--n-cpus", dest="nprocs", type=_positive_int,
+    g_perf.add_argument("--nprocs", "--n-cpus", "--n_cpus", "--nthreads", dest="nprocs",
+                        type=_positive_int,
                         help="maximum number of processes (subjects in parallel)"
                              + _default("nprocs"))
     g_perf.add_argument("--omp-nthreads", dest="omp_nthreads", type=_positive_int,
                         help="maximum threads per process (ITK, torch)" + _default("omp_nthreads"))
     g_perf.add_argument("--mem-gb", "--mem_gb", dest="mem_gb", type=_positive_float,
                         help="upper bound of memory, in GB, for all processes")
-    g_perf.add_argument("--use-plugin", dest="use_plugin", type=Path, metavar="FILE",
+    g_perf.add_argument("--mem", "--mem-mb", "--mem_mb", dest="mem_gb", type=_memory_gb,
+                        metavar="MEMORY",
+                        help="the same bound as fMRIPrep spells it: MB, or with a unit "
+                             "(e.g. 16G)")
+    g_perf.add_argument("--use-plugin", "--nipype-plugin-file", dest="use_plugin", type=Path,
+                        metavar="FILE",
                         help="a TOML/YAML file naming a Nipype plugin (e.g. SLURM, SGE) "
                              "and its plugin_args")
     g_perf.add_argument("--device", dest="device", choices=("auto", "cpu", "cuda"),
@@ -142,7 +162,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="process images whose brain or intracranial volume, or whose "
                              "similarity to the template after registration, looks "
                              "implausible (by default they fail, with the reason)")
-    g_conf.add_argument("--seed", dest="seed", type=int,
+    g_conf.add_argument("--seed", "--random-seed", dest="seed", type=int,
                         help="random seed of every random step: registration sampling (ANTs), "
                              "splits, training (augmentation, dropout, order)" + _default("seed"))
 
@@ -246,11 +266,15 @@ def get_parser() -> argparse.ArgumentParser:
                          action="store_true", help="stop at the first failing subject or step")
     g_other.add_argument("--reports-only", dest="reports_only", action="store_true",
                          help="only rebuild the reports from existing outputs")
-    g_other.add_argument("--boilerplate-only", "--boilerplate_only", dest="boilerplate_only",
+    g_other.add_argument("--boilerplate-only", "--boilerplate_only", "--boilerplate",
+                         dest="boilerplate_only",
                          action="store_true",
                          help="only write the methods boilerplate for the chosen options")
     g_other.add_argument("-v", "--verbose", dest="verbose", action="count",
                          help="more verbose output (-v, -vv)")
+    g_other.add_argument("--notrack", dest="notrack", action="store_true",
+                         help="accepted for fMRIPrep compatibility: bgs_app sends nothing "
+                              "anywhere")
     return parser
 
 
@@ -344,6 +368,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             from_file.pop(key)
         values.update(from_file)
     values.update(vars(parser.parse_args(argv)))
+    values.pop("notrack", None)  # fMRIPrep's; nothing to turn off
     if values["analysis_level"] not in LEVELS:
         raise UnknownLevelError(
             f"unknown analysis level {values['analysis_level']!r}: choose one of "
