@@ -202,6 +202,14 @@ CASES = [
                                             "--skip-bids-validation", "--template",
                                             str(t / "tpl.nii.gz")], 64,
      r"template image .*tpl.nii.gz does not exist"),
+    # The default work folder (OUT/../work) cannot be made: in a container with the output
+    # bound at /out it would be /work in the read-only image. (A file in its place, so
+    # that the case holds for root too.)
+    ("default-work-not-writable", lambda d, t: [
+        str(d), str(_write(t / "work", "").parent / "o"), "participant",
+        "--skip-bids-validation"], 64,
+     r"default work folder .*work/bgs_app_o cannot be written.*pass a writable folder "
+     r"with -w"),
     ("template-without-mask", lambda d, t: [
         str(d), str(t / "o"), "participant", "--skip-bids-validation", "--template",
         str(_write(t / "tpl.nii.gz", ""))], 64, r"--template IMAGE needs --template-mask"),

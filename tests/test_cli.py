@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,25 @@ def test_fmriprep_spellings_are_aliases(tmp_path, argv, expected):
 def test_bad_memory_sizes_are_usage_errors(tmp_path, value):
     with pytest.raises(UsageError, match="is not a memory size"):
         parse_args([str(tmp_path), str(tmp_path / "o"), "participant", "--mem", value])
+
+
+def test_caches_move_to_tmp_when_home_cannot_be_written(example_bids, tmp_path):
+    """A read-only HOME (a container's --no-home) does not break matplotlib or the validator."""
+    home = tmp_path / "home"
+    home.write_text("")  # not a folder: unwritable for root too
+    code = ("import os, sys; from bgs_app.cli.run import main; "
+            "rc = main(sys.argv[1:]); "
+            "print(os.environ.get('MPLCONFIGDIR'), os.environ.get('DENO_DIR')); sys.exit(rc)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"MPLCONFIGDIR", "DENO_DIR", "XDG_CACHE_HOME"}}
+    env.update(HOME=str(home), TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run([sys.executable, "-c", code, str(example_bids), str(tmp_path / "o"),
+                           "participant", "--boilerplate-only", "--skip-bids-validation"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    mpl, deno = done.stdout.split()[-2:]
+    assert mpl.startswith(str(tmp_path / "tmp")) and deno.startswith(str(tmp_path / "tmp"))
 
 
 def test_help_groups_like_fmriprep():

@@ -8,6 +8,7 @@ crash file under ``OUT_DIR/logs/`` named in the message.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import traceback
@@ -35,12 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     from bgs_app.cli.parser import parse_args
 
     log_dir: Path | None = None
+    _writable_caches()
     try:
         config = parse_args(argv)
         from bgs_app.bids.inputs import check_paths
 
         check_paths(config.bids_dir, config.output_dir, config.work_dir)
         log_dir = _log_dir(config.output_dir)
+        if config.work_dir is None and not (config.boilerplate_only or config.reports_only):
+            _check_default_work(config)
         from bgs_app.log import setup_logging
 
         setup_logging(config.verbose, log_dir / f"bgs_app-{config.run_id}.log")
@@ -109,6 +113,46 @@ def _log_dir(output_dir: Path) -> Path:
     except OSError as err:
         raise BgsError(f"cannot create the output folder {output_dir}: {err.strerror}") from err
     return log_dir
+
+
+def _writable_caches() -> None:
+    """Point matplotlib's and the validator's (Deno's) caches at folders that can be written.
+
+    Their defaults lie under HOME, which in a container is often the read-only image
+    (``--no-home``, a read-only bind): then they go to ``$TMPDIR/bgs_app-<uid>/``.
+    """
+    home = Path(os.path.expanduser("~"))
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
+    for variable, default in (("MPLCONFIGDIR", home / ".config" / "matplotlib"),
+                              ("DENO_DIR", xdg / "deno")):
+        folder = Path(os.environ.get(variable) or default)
+        if not _writable(folder):
+            fallback = Path(tempfile.gettempdir()) / f"bgs_app-{os.getuid()}" / variable.lower()
+            if _writable(fallback):
+                os.environ[variable] = str(fallback)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bgs_app-probe-"):
+            return True
+    except OSError:
+        return False
+
+
+def _check_default_work(config) -> None:
+    """The default work folder (next to the output) must be writable: say how to choose one.
+
+    In a container the output is typically bound at ``/out``, which puts the default at
+    ``/work`` inside the read-only image.
+    """
+    from bgs_app.bids.inputs import ensure_writable
+    from bgs_app.config import work_root
+
+    ensure_writable(work_root(config), "default work folder (next to the output folder)",
+                    hint="pass a writable folder with -w (in a container: bind a writable "
+                         "host folder, e.g. -B /scratch/work:/work, and pass -w /work)")
 
 
 def _write_crash(log_dir: Path | None, err: BaseException) -> Path:
