@@ -50,6 +50,7 @@ class Config:
     output_dir: Path
     analysis_level: str
     participant_label: tuple[str, ...] | None = None
+    exclude_label: tuple[str, ...] | None = None
     session_label: tuple[str, ...] | None = None
     bids_filter_file: Path | None = None
     bids_filters: dict | None = None
@@ -129,8 +130,8 @@ class Config:
                      "snps_file", "genotype_id_map"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser().absolute()
-        for name in ("participant_label", "session_label", "snps", "phenotypes", "covariates",
-                     "channels"):
+        for name in ("participant_label", "exclude_label", "session_label", "snps",
+                     "phenotypes", "covariates", "channels"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         if values.get("genotypes") is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+import pandas as pd
 import pytest
 
 from bgs_app.cli.run import main
@@ -386,13 +387,14 @@ def test_broken_image_is_named_with_its_reason(broken_run, label):
 
 @pytest.fixture(scope="module")
 def oracle_study(tmp_path_factory):
-    """A simulated study (16 participants, 4 mm) with oracle model-grid images."""
+    """A simulated study (4 mm, oracle model-grid images) of 26 participants: enough to
+    train once one is left out."""
     from bgs_app.simulate import SimulationParams, simulate_study
     from bgs_app.simulate.oracle import truth_model_grid
 
     base = tmp_path_factory.mktemp("oracle")
     study = base / "study"
-    simulate_study(study, SimulationParams(n_subjects=16, seed=8, resolution=4.0), nprocs=2,
+    simulate_study(study, SimulationParams(n_subjects=26, seed=8, resolution=4.0), nprocs=2,
                    progress=False)
     out = truth_model_grid(study, base / "out", 4.0, nprocs=2)
     ids = [p.name for p in sorted(study.glob("sub-*"))]
@@ -415,7 +417,7 @@ GROUP_CASES = [
      r"covariate column\(s\) handedness not found"),
     ("phenotype-all-missing", ["--phenotypes", "empty_measure"], 64,
      r"measure\(s\) empty_measure have no value \(all n/a or not numeric\) for any of the "
-     r"16 participant"),
+     r"26 participant"),
     ("genotypes-absent", ["--genotypes", "/nonexistent/study"], 1,
      r"/nonexistent/study"),
     ("snps-absent", ["--snps", "rs000001", "rs000002"], 1,
@@ -460,6 +462,36 @@ def test_cuda_without_a_gpu_is_a_usage_error(oracle_study, tmp_path, capsys):
     _no_traceback(err)
     assert "--device cuda: this torch" in err and "--device cpu" in err, err[-2000:]
     assert not (tmp_path / "work" / "group" / "store").exists()
+
+
+def test_participants_without_outputs_are_named_and_can_be_excluded(oracle_study, tmp_path,
+                                                                     capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(oracle_study["out"], out, ignore=shutil.ignore_patterns("group"))
+    for path in (out / "sub-0003").rglob("*_desc-model_T1w.nii.gz"):
+        path.unlink()
+    argv = [str(oracle_study["study"]), str(out), "group", "--genotypes",
+            str(oracle_study["study"] / "genetics" / "study"), "--resolution", "4",
+            "--skip-bids-validation", "-w", str(tmp_path / "work"), "--epochs", "1",
+            "--channels", "4", "4", "4", "4", "4", "4", "--no-saliency", "--phenotypes",
+            "fluid_intelligence", "--snps", *[f"sim{i:02d}" for i in range(1, 13)]]
+    assert main(argv) == 18
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert "1 participant(s) have no model-grid image" in err and "sub-0003" in err
+    listed = next((out / "logs").glob("missing-model-grid-*.txt"))
+    assert f"--exclude-label {listed}" in err
+    assert listed.read_text().split() == ["sub-0003"]
+    # The list, passed back, leaves them out; subjects.tsv says why.
+    assert main([*argv, "--exclude-label", str(listed)]) == 0, capsys.readouterr().err[-2000:]
+    subjects = pd.read_csv(out / "group/subjects.tsv", sep="\t", na_values="n/a")
+    row = subjects[subjects["participant_id"] == "sub-0003"]
+    assert row["reason"].tolist() == ["excluded by --exclude-label"]
+    assert not row["kept"].any()
+    scores = pd.read_csv(out / "group/scores.tsv", sep="\t")
+    assert "sub-0003" not in set(scores["participant_id"])
 
 
 def test_apply_mode_refuses_a_folder_with_training_results(oracle_study, tmp_path, capsys):

@@ -146,6 +146,20 @@ def test_reads_only_what_is_asked(qc_fileset):
     assert values <= {0.0, 1.0, 2.0}
 
 
+def test_excluded_participants_are_listed_with_their_reason(qc_fileset):
+    labels = [f"sub-{i:04d}" for i in range(20, 30)]
+    reason = "excluded by --exclude-label"
+    g = load_genotypes(qc_fileset, snps=["rs1010"], participants=labels[1:],
+                       excluded={labels[0]: reason, "sub-9998": reason},
+                       maf=None, hwe=None, geno=None, mind=None)
+    assert labels[0] not in g.dosages.index and len(g.dosages) == 9
+    rows = g.person_qc.set_index("participant_id").loc[[labels[0], "sub-9998"]]
+    assert rows["reason"].tolist() == [reason, reason] and not rows["kept"].any()
+    assert rows["iid"].tolist()[0] == "0020"  # genotyped: its IID is kept
+    assert g.summary["excluded"] == 2 and g.summary["matched"] == 9
+    assert g.summary["genotype_only"] == 390
+
+
 def test_id_matching_with_prefix_and_map(qc_fileset, tmp_path):
     with_prefix = load_genotypes(qc_fileset, snps=["rs1010"], participants=["0025", "sub-0026"])
     assert with_prefix.dosages.index.tolist() == ["sub-0025", "sub-0026"]

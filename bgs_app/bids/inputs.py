@@ -193,28 +193,49 @@ def get_layout(bids_dir: Path, database_dir: Path | None = None):
         raise BidsInvalidError(f"pybids cannot index {bids_dir}: {err}") from err
 
 
-def select_subjects(layout, labels: Iterable[str] | None) -> list[str]:
-    """Participants to process: the requested labels, or all of the dataset's.
+def select_subjects(layout, labels: Iterable[str] | None,
+                    exclude: Iterable[str] | None = None) -> list[str]:
+    """Participants to process: the requested labels, or all of the dataset's, less those
+    excluded.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+    labels : iterable of str, optional
+        ``--participant-label`` (without ``sub-``); default every participant.
+    exclude : iterable of str, optional
+        ``--exclude-label``: left out of the selection. Labels that the dataset does not
+        have are ignored with a warning (a QC list may cover a larger cohort).
 
     Raises
     ------
     NoDataError
-        A requested label is absent (the message lists those present) or the
-        dataset has no participants.
+        A requested label is absent (the message lists those present), the
+        dataset has no participants, or every selected participant is excluded.
     """
     available = sorted(layout.get_subjects())
     if not available:
         raise NoDataError(f"no sub-<label> folders found in {layout.root}")
-    if not labels:
-        return available
-    labels = list(labels)
-    missing = [label for label in labels if label not in available]
+    selected = available if not labels else list(labels)
+    missing = [label for label in selected if label not in available]
     if missing:
         shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
         raise NoDataError(
             f"participant(s) {', '.join('sub-' + m for m in missing)} not found in "
             f"{layout.root}. Present: {shown}. {MOUNT_HINT}")
-    return labels
+    excluded = set(exclude or ())
+    if excluded:
+        unknown = sorted(excluded - set(available))
+        if unknown:
+            LOGGER.warning("--exclude-label: %d label(s) not in the dataset, ignored: %s",
+                           len(unknown), ", ".join("sub-" + u for u in unknown[:20]))
+        left = [label for label in selected if label not in excluded]
+        LOGGER.info("--exclude-label leaves out %d of %d selected participant(s)",
+                    len(selected) - len(left), len(selected))
+        if not left:
+            raise NoDataError("every selected participant is excluded by --exclude-label")
+        selected = left
+    return selected
 
 
 def collect_t1w(layout, subjects: Iterable[str], sessions: Iterable[str] | None = None,

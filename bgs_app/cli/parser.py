@@ -112,6 +112,12 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help="participants to analyse, with or without 'sub-' (e.g. 01 sub-02), or a file "
              "with one label per line; default: all")
+    g_bids.add_argument(
+        "--exclude-label", "--exclude_label", dest="exclude_label", nargs="+",
+        metavar="LABEL",
+        help="participants to leave out (e.g. those whose participant level failed, or QC "
+             "outliers), with or without 'sub-', or a file with one label per line; the "
+             "group level lists them in subjects.tsv")
     g_bids.add_argument("--session-label", "--session_label", dest="session_label", nargs="+",
                         metavar="LABEL", help="sessions to analyse, with or without 'ses-'")
     g_bids.add_argument("--bids-filter-file", dest="bids_filter_file", type=Path, metavar="FILE",
@@ -375,6 +381,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
             f"{', '.join(LEVELS)}")
     if "participant_label" in values:
         values["participant_label"] = _read_labels(values["participant_label"], "sub-")
+    if "exclude_label" in values:
+        values["exclude_label"] = _read_labels(values["exclude_label"], "sub-")
     if "session_label" in values:
         values["session_label"] = _read_labels(values["session_label"], "ses-")
     return Config.create(**values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -71,9 +72,11 @@ class Genotypes:
     def summary(self) -> dict[str, int]:
         """Counts of people and SNPs at each stage."""
         status = self.person_qc["reason"]
+        excluded = status.astype(str).str.startswith("excluded")
         return {"matched": int(self.person_qc["participant_id"].notna().sum()
-                               - (status == "not genotyped").sum()),
+                               - (status == "not genotyped").sum() - excluded.sum()),
                 "mri_only": int((status == "not genotyped").sum()),
+                "excluded": int(excluded.sum()),
                 "genotype_only": int((status == "no MRI").sum()),
                 "people_kept": int(self.person_qc["kept"].sum()),
                 "snps_requested": len(self.snp_qc),
@@ -84,7 +87,8 @@ def load_genotypes(prefix: str | Path, snps: list[str] | None = None,
                    participants: list[str] | None = None, *, maf: float | None = 0.01,
                    geno: float | None = 0.1, hwe: float | None = 1e-6,
                    mind: float | None = 0.1, id_map: str | Path | None = None,
-                   num_threads: int | None = None) -> Genotypes:
+                   num_threads: int | None = None,
+                   excluded: Mapping[str, str] | None = None) -> Genotypes:
     """Read, match and QC the genotypes of chosen SNPs and participants.
 
     Only the requested SNP columns and the matched people are read from the .bed
@@ -105,6 +109,9 @@ def load_genotypes(prefix: str | Path, snps: list[str] | None = None,
         TSV with ``participant_id`` and ``iid``.
     num_threads : int, optional
         Threads for bed-reader.
+    excluded : mapping, optional
+        Participants (``sub-<label>``) left out of the study, with the reason: matched like
+        the others so that ``person_qc`` says why they are not used, but never read.
 
     Returns
     -------
@@ -113,7 +120,17 @@ def load_genotypes(prefix: str | Path, snps: list[str] | None = None,
     files = PlinkFiles.from_prefix(prefix)
     bim, fam = read_bim(files), read_fam(files)
     check_bed(files, len(fam), len(bim))
+    excluded = dict(excluded or {})
+    if participants is not None:
+        participants = [*participants, *excluded]
     ids = match_ids(fam["iid"].tolist(), participants, id_map)
+    left_out = ids["participant_id"].isin(list(excluded))
+    excluded_qc = pd.DataFrame({
+        "iid": ids.loc[left_out, "iid"].to_numpy(),
+        "participant_id": ids.loc[left_out, "participant_id"].to_numpy(),
+        "call_rate": np.nan, "kept": False,
+        "reason": ids.loc[left_out, "participant_id"].map(excluded).to_numpy()})
+    ids = ids[~left_out]
     wanted = list(dict.fromkeys(snps)) if snps is not None else bim["snp"].tolist()
     position = {s: i for i, s in enumerate(bim["snp"])}
     present = [s for s in wanted if s in position]
@@ -161,7 +178,7 @@ def load_genotypes(prefix: str | Path, snps: list[str] | None = None,
         "iid": others["iid"].to_numpy(), "participant_id": others["participant_id"].to_numpy(),
         "call_rate": np.nan, "kept": False,
         "reason": np.where(others["status"] == "genotype-only", "no MRI", "not genotyped")})
-    person_qc = pd.concat([matched_qc, others_qc], ignore_index=True)
+    person_qc = pd.concat([matched_qc, others_qc, excluded_qc], ignore_index=True)
 
     kept_snps = snp_qc.loc[snp_qc["kept"], "snp"].tolist()
     keep_cols = [present.index(s) for s in kept_snps]

@@ -22,7 +22,8 @@ PERSON_COLUMNS = {
     "participant_id": "BIDS participant (n/a: genotyped but no MRI)",
     "call_rate": "Fraction of the requested SNPs with a genotype call",
     "kept": "Whether the person's genotypes were used",
-    "reason": "Why the person was not used",
+    "reason": "Why the person was not used (QC, no MRI, not genotyped, or excluded by "
+              "--exclude-label)",
 }
 
 

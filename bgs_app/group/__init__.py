@@ -97,7 +97,8 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.group.split import make_study_split
     from bgs_app.group.training import build_store, train_models
 
-    genotypes = load_study_genotypes(context, inputs.participants, write=context.is_main)
+    genotypes = load_study_genotypes(context, inputs.participants, write=context.is_main,
+                                     excluded=inputs.excluded)
     dosages, alleles = genotypes.dosages, study_alleles(genotypes)
     kept = [p for p in inputs.participants if p in dosages.index]
     split = make_study_split(context, kept)

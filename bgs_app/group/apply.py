@@ -58,7 +58,8 @@ def apply_model(context: RunContext, inputs: GroupInputs) -> None:
     dosages, flipped, tested = None, [], pd.DataFrame({"snp": snps, "chrom": np.nan,
                                                         "pos": np.nan})
     if config.genotypes is not None:
-        genotypes = load_study_genotypes(context, inputs.participants, snps)
+        genotypes = load_study_genotypes(context, inputs.participants, snps,
+                                         excluded=inputs.excluded)
         flipped, aligned = align_to_model(alleles, study_alleles(genotypes))
         dosages = genotypes.dosages.reindex(columns=snps)
         if flipped:

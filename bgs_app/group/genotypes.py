@@ -15,7 +15,8 @@ LOGGER = logging.getLogger("bgs_app")
 
 
 def load_study_genotypes(context: RunContext, participants: list[str],
-                         snps: list[str] | None = None, *, write: bool = True):
+                         snps: list[str] | None = None, *, write: bool = True,
+                         excluded: dict[str, str] | None = None):
     """Genotypes of the participants after QC, with the QC tables written.
 
     Parameters
@@ -27,6 +28,8 @@ def load_study_genotypes(context: RunContext, participants: list[str],
         A model's SNPs (apply mode): override ``--snps``/``--snps-file`` and the panel.
     write : bool
         Write the QC tables (rank 0 only under ``torchrun``).
+    excluded : dict, optional
+        Participants left out (``--exclude-label``) and why: listed in ``subjects.tsv``.
 
     Returns
     -------
@@ -39,7 +42,8 @@ def load_study_genotypes(context: RunContext, participants: list[str],
     thresholds = {"maf": config.maf, "geno": config.geno, "hwe": config.hwe,
                   "mind": config.mind}
     genotypes = load_genotypes(config.genotypes, snps or requested_snps(config),
-                               participants, id_map=config.genotype_id_map, **thresholds)
+                               participants, id_map=config.genotype_id_map,
+                               excluded=excluded, **thresholds)
     snp_labels(genotypes.dosages.columns)  # their maps' file names must not collide
     if write:
         write_genotype_tables(genotypes, context.group_dir, thresholds)

@@ -8,7 +8,7 @@ the associations will use.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nb
@@ -41,11 +41,14 @@ class GroupInputs:
         ``idps`` (the IDP table beside it, or None).
     template : str
     resolution : float
+    excluded : dict
+        Participants left out of the selection (``sub-<label>``) and why.
     """
 
     images: pd.DataFrame
     template: str
     resolution: float
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def participants(self) -> list[str]:
@@ -65,8 +68,11 @@ def collect_inputs(context: RunContext) -> GroupInputs:
     from bgs_app.bids.inputs import get_layout, select_subjects
 
     config, template = context.config, context.template.name
-    labels = select_subjects(get_layout(config.bids_dir, config.bids_database_dir),
-                             config.participant_label)
+    layout = get_layout(config.bids_dir, config.bids_database_dir)
+    labels = select_subjects(layout, config.participant_label, config.exclude_label)
+    present = set(layout.get_subjects())
+    excluded = {f"sub-{label}": "excluded by --exclude-label"
+                for label in (config.exclude_label or ()) if label in present}
     res = res_label(config.resolution)
     rows, missing = [], []
     for label in labels:
@@ -83,10 +89,12 @@ def collect_inputs(context: RunContext) -> GroupInputs:
     if missing:
         other = sorted({parse_name(p.name)[0].get("res") for p in config.output_dir.glob(
             "sub-*/**/*_desc-model_T1w.nii.gz")} - {None})
+        listed = _list_missing(config, missing)
         hint = (f" Model-grid images exist at res-{', res-'.join(other)}: pass --resolution "
                 f"{parse_res_label(other[0]):g}." if other and res not in other else
                 " Run the participant level for them, or leave them out with "
-                "--participant-label.")
+                + (f"--exclude-label {listed} (their list)." if listed else
+                   "--exclude-label."))
         shown = ", ".join("sub-" + m for m in missing[:20]) + (" ..." if len(missing) > 20
                                                                else "")
         raise NoDataError(f"{len(missing)} participant(s) have no model-grid image "
@@ -97,7 +105,19 @@ def collect_inputs(context: RunContext) -> GroupInputs:
     if len(shapes) > 1:
         raise BgsError(f"model-grid images of several shapes {sorted(shapes)}; rerun the "
                        "participant level with one --resolution and template")
-    return GroupInputs(images=images, template=template, resolution=config.resolution)
+    return GroupInputs(images=images, template=template, resolution=config.resolution,
+                       excluded=excluded)
+
+
+def _list_missing(config: Config, missing: list[str]) -> Path | None:
+    """Write the participants without outputs to ``logs/`` (for ``--exclude-label``)."""
+    path = config.output_dir / "logs" / f"missing-model-grid-{config.run_id}.txt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"sub-{label}\n" for label in missing))
+    except OSError:
+        return None  # the message still names them
+    return path
 
 
 def requested_snps(config: Config) -> list[str]:
