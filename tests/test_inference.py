@@ -146,3 +146,34 @@ def test_alleles_that_match_neither_way_are_refused(sessions_run, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 1 and "do not match the model's" in err and snp in err
     assert "Traceback" not in err
+
+
+def test_long_stages_log_progress_lines_without_a_terminal(sessions_run, tmp_path):
+    """A cluster log (stderr to a file): progress of training, scoring and saliency."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    shutil.copytree(sessions_run["out"], out, ignore=shutil.ignore_patterns("group", "logs"))
+    env = {**os.environ, "BGS_APP_PROGRESS_SECONDS": "0"}
+    with open(tmp_path / "log.txt", "w") as log:
+        code = subprocess.run(
+            [str(Path(sys.executable).parent / "bgs_app"), str(sessions_run["study"]),
+             str(out), "group", *COMMON, "--genotypes",
+             str(sessions_run["study"] / "genetics/study"), "--snps", *sessions_run["snps"],
+             "--epochs", "2", "--batch-size", "6", "--channels", "4", "4", "4", "4", "4", "4",
+             "--saliency-method", "gradient", "--phenotype-session", "mean",
+             "-w", str(tmp_path / "work")],
+            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=600).returncode
+    text = (tmp_path / "log.txt").read_text()
+    assert code == 0, text[-3000:]
+    assert "\r" not in text
+    for pattern in (r"tensor store: hashing: \d+/\d+ image\(s\)",
+                    r"model \(1/1\), epoch 1/2: \d+/\d+ batch\(s\)",
+                    r"model \(1/1\), epoch 2/2: train [\d.]+, val [\d.]+ \(\d+ s",
+                    r"model: scoring: \d+/\d+ image\(s\)",
+                    r"model: gradient saliency: \d+/\d+ image\(s\)[^\n]*left"):
+        assert re.search(pattern, text), (pattern, text[-3000:])

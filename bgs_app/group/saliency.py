@@ -17,6 +17,7 @@ import pandas as pd
 from bgs_app.bids.derivatives import group_map_name, group_regions_name, sidecar_path
 from bgs_app.config import GROUP_SMOOTHING_MM, RunContext
 from bgs_app.group.stage import stage
+from bgs_app.utils.progress import tracked
 from bgs_app.utils.tables import write_table
 
 LOGGER = logging.getLogger("bgs_app")
@@ -66,7 +67,9 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
         groups = subject_dosages if config.saliency_by_genotype else None
         LOGGER.info("%s: %s saliency of %d SNP(s) over %d held-out image(s)", name, method,
                     len(snps), len(rows))
-        maps = group_saliency(model, (store[r] for r in rows), snps, method=method,
+        volumes = tracked((store[r] for r in rows), f"{name}: {method} saliency", len(rows),
+                          "image")
+        maps = group_saliency(model, volumes, snps, method=method,
                               groups=groups, correlation=correlation,
                               dosages=subject_dosages, n_steps=config.ig_steps,
                               device=context.device)
@@ -94,8 +97,9 @@ def applied_maps(context: RunContext, model, meta: dict, images: pd.DataFrame,
     if dosages is not None:
         per_image = dosages.reindex(images["participant_id"]).to_numpy(float)
         correlation = GenotypeCorrelation(snps, per_image)
-    maps = group_saliency(model, (load_volume(p, meta["grid"]) for p in images["path"]),
-                          snps, method=method, n_steps=config.ig_steps,
+    volumes = tracked((load_volume(p, meta["grid"]) for p in images["path"]),
+                      f"{method} saliency", len(images), "image")
+    maps = group_saliency(model, volumes, snps, method=method, n_steps=config.ig_steps,
                           correlation=correlation, dosages=per_image, device=context.device)
     sums = {(s, k): m * len(images) for s, by in maps.items() for k, m in by.items()}
     counts = {key: len(images) for key in sums}

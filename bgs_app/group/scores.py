@@ -29,6 +29,7 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
         Per image, the set or fold the scoring model held it in.
     """
     from bgs_app.model.scores import predict_volumes
+    from bgs_app.utils.progress import tracked
 
     probs = np.full((len(images), models[0].model.n_snps, 3), np.nan)
     scored = pd.Series("", index=images.index)
@@ -38,8 +39,9 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
         else:
             test = set(trained.test)
             rows = [i for i, p in enumerate(images["participant_id"]) if p in test]
-        probs[rows] = predict_volumes(trained.model, (store[r] for r in rows),
-                                      device=context.device)
+        volumes = tracked((store[r] for r in rows), f"{trained.name}: scoring", len(rows),
+                          "image")
+        probs[rows] = predict_volumes(trained.model, volumes, device=context.device)
         scored.iloc[rows] = [split[p] for p in images["participant_id"].iloc[rows]]
     return probs, scored
 
@@ -108,11 +110,13 @@ def score_applied(context: RunContext, model, meta: dict, images: pd.DataFrame,
         (images, SNPs, 3) probabilities.
     """
     from bgs_app.model.scores import SCORES_SIDECAR, load_volume, predict_volumes, scores_long
+    from bgs_app.utils.progress import tracked
 
     config = context.config
     snps = [s["snp"] for s in meta["snps"]]
-    probs = predict_volumes(model, (load_volume(p, meta["grid"]) for p in images["path"]),
-                            device=context.device)
+    volumes = tracked((load_volume(p, meta["grid"]) for p in images["path"]), "scoring",
+                      len(images), "image")
+    probs = predict_volumes(model, volumes, device=context.device)
     LOGGER.info("Scored %d image(s) with %s", len(images), config.model)
     long = scores_long(probs, snps, images["participant_id"].tolist(),
                        images["session_id"].tolist(), ["apply"] * len(images),

@@ -60,8 +60,7 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
         return TensorStore(folder)
     items = [StoreItem(r.participant_id, r.session_id, Path(r.path))
              for r in images.itertuples()]
-    store = build(items, folder, grid_metadata=grid, nprocs=context.config.nprocs,
-                  progress=context.config.verbose >= 1)
+    store = build(items, folder, grid_metadata=grid, nprocs=context.config.nprocs)
     distributed.barrier()
     return store
 
@@ -116,7 +115,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         return dosages.loc[[p for p in pids for _ in rows_of[p]]].to_numpy(np.float32)
 
     models = []
-    for name, train, val, test in sets:
+    for k, (name, train, val, test) in enumerate(sets):
         bundle_dir = (context.group_dir / "model" if name == "model"
                       else context.group_dir / "model" / name)
         train_dir = context.group_work / "train" / name
@@ -140,7 +139,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         LOGGER.info("%s: training on %d, validating on %d, testing on %d participants",
                     name, len(train), len(val), len(test))
         model, log = train_model(store, rows(train), dos(train), rows(val), dos(val), snps,
-                                 train_dir, cfg)
+                                 train_dir, cfg, label=f"{name} ({k + 1}/{len(sets)})")
         if not context.is_main:
             continue
         metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)

@@ -90,7 +90,8 @@ def build_store(items: list[StoreItem], folder: str | os.PathLike, *,
     nprocs : int
         Threads reading images (gzip decompression releases the GIL).
     progress : bool
-        Show a progress bar.
+        Log progress lines (:mod:`bgs_app.utils.progress`) while checking, hashing and
+        reading the images.
 
     Returns
     -------
@@ -101,7 +102,10 @@ def build_store(items: list[StoreItem], folder: str | os.PathLike, *,
     BgsError
         An image is made on another grid than the others (the message lists them).
     """
-    from tqdm import tqdm
+    from bgs_app.utils.progress import Progress, tracked
+
+    def counted(values, what):
+        return tracked(values, what, len(items), "image") if progress else values
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,14 +113,16 @@ def build_store(items: list[StoreItem], folder: str | os.PathLike, *,
         raise BgsError("no model-grid image to store")
     first = nb.load(items[0].source)
     grid = _grid_of(first)
-    wrong = [str(it.source) for it in items if _grid_of(nb.load(it.source)) != grid]
+    wrong = [str(it.source) for it in counted(items, "tensor store: checking grids")
+             if _grid_of(nb.load(it.source)) != grid]
     if wrong:
         raise BgsError(f"{len(wrong)} model-grid image(s) are on another grid than "
                        f"{items[0].source.name} (shape {grid['shape']}): "
                        f"{', '.join(wrong[:10])}; rerun the participant level with one "
                        "--resolution and template")
     with ThreadPoolExecutor(max(1, nprocs)) as pool:
-        digests = list(pool.map(lambda it: file_sha256(it.source), items))
+        digests = list(counted(pool.map(lambda it: file_sha256(it.source), items),
+                               "tensor store: hashing"))
     old = _reusable(folder, grid)
     manifest = {"format_version": FORMAT_VERSION, "dtype": "float16",
                 "grid": {**grid, **({"resolution": grid_metadata.get("Resolution")}
@@ -139,11 +145,11 @@ def build_store(items: list[StoreItem], folder: str | os.PathLike, *,
             target[i] = data.astype(np.float16)
             return i
 
-        bar = tqdm(total=len(todo), desc="tensor store", unit="volume", disable=not progress)
+        bar = Progress("tensor store: reading", len(todo), "volume",
+                       interval=None if progress else float("inf"), final=False)
         with ThreadPoolExecutor(max(1, nprocs)) as pool:
             for _ in pool.map(load, todo):
                 bar.update()
-        bar.close()
         target.flush()
     index = pd.DataFrame({"row": range(len(items)),
                           "participant_id": [it.participant_id for it in items],

@@ -26,6 +26,7 @@ from bgs_app.model.network import DEFAULT_CHANNELS, SFCN, class_probabilities, m
 from bgs_app.model.store import TensorStore
 from bgs_app.stats.metrics import genotype_metrics
 from bgs_app.utils.atomic import atomic_path, write_tsv
+from bgs_app.utils.progress import Progress, duration
 
 LOGGER = logging.getLogger("bgs_app")
 
@@ -85,7 +86,8 @@ def predict(model: SFCN, dataset: StoreDataset, batch_size: int = 8,
 
 def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dosages,
                 snps: list[str], out_dir: str | os.PathLike, cfg: TrainConfig | None = None,
-                *, stop_after: int | None = None) -> tuple[SFCN, pd.DataFrame]:
+                *, stop_after: int | None = None,
+                label: str = "training") -> tuple[SFCN, pd.DataFrame]:
     """Train (or resume training) the network.
 
     Parameters
@@ -101,6 +103,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
     cfg : TrainConfig
     stop_after : int, optional
         Stop after this epoch (for interruption tests); a rerun resumes.
+    label : str
+        What the progress lines call this training (``fold-1 (2/5)``).
 
     Returns
     -------
@@ -165,6 +169,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
                             num_workers=cfg.num_workers, pin_memory=pin,
                             drop_last=len(order) % cfg.batch_size == 1)
         total, seen = 0.0, 0
+        bar = Progress(f"{label}, epoch {epoch + 1}/{cfg.epochs}", len(loader), "batch",
+                       final=False)
         for x, y in loader:
             x = x.to(device, non_blocking=pin).to(memory_format=torch.channels_last_3d)
             y = y.to(device, non_blocking=pin)
@@ -176,6 +182,7 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
             opt.step()
             total += loss.item() * len(x)
             seen += len(x)
+            bar.update()
         probs = predict(model, val_set, cfg.batch_size, device)
         val_loss = float(masked_cross_entropy(torch.from_numpy(np.log(probs + 1e-9)),
                                               torch.from_numpy(np.array(val_dosages,
@@ -193,6 +200,7 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         best_loss, stale = (val_loss, 0) if improved else (best_loss, stale + 1)
         if rank == 0:
             _write_epoch(out_dir, rows, model, opt, cfg, best_loss, stale, improved)
+            _log_epoch(label, rows, cfg.epochs, stale, cfg.patience)
         if stop_after is not None and epoch >= stop_after:
             break
     if world > 1:
@@ -217,8 +225,18 @@ def _write_epoch(out_dir: Path, rows: list, model: SFCN, opt, cfg: TrainConfig,
     _save(out_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                       "epoch": row["epoch"], "best_loss": best_loss,
                                       "stale": stale, "config": config})
-    LOGGER.info("epoch %d: train %.4f, val %.4f", row["epoch"], row["train_loss"],
-                row["val_loss"])
+
+
+def _log_epoch(label: str, rows: list, epochs: int, stale: int, patience: int) -> None:
+    """``label, epoch k/N: losses (seconds; time left at most)``."""
+    row = rows[-1]
+    left = epochs - row["epoch"] - 1
+    mean = float(np.mean([r["seconds"] for r in rows]))
+    eta = (f"; at most {duration(left * mean)} left for {left} epoch(s)" if left else "")
+    stop = (f", {stale} without improvement (stops at {patience})" if stale else "")
+    LOGGER.info("%s, epoch %d/%d: train %.4f, val %.4f (%s, %.1f volume(s)/s%s%s)", label,
+                row["epoch"] + 1, epochs, row["train_loss"], row["val_loss"],
+                duration(row["seconds"]), row["volumes_per_s"], eta, stop)
 
 
 def _save(path: Path, state: dict) -> None:
