@@ -102,6 +102,7 @@ class Config:
     work_dir: Path | None = None
     config_file: Path | None = None
     stop_on_first_crash: bool = False
+    clean_workdir: bool = False
     reports_only: bool = False
     boilerplate_only: bool = False
     verbose: int = 0

@@ -105,5 +105,6 @@ def participant_run(tmp_path_factory):
         fh.write("sub-9999\t60.0\tF\tsiteA\tn/a\n")
     out = base / "out"
     code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
-                 "--sloppy", "--resolution", "4", "-w", str(base / "work")])
+                 "--sloppy", "--resolution", "4", "-w", str(base / "work"),
+                 "--clean-workdir"])
     return {"bids": bids, "out": out, "code": code, "work": base / "work"}

@@ -147,6 +147,11 @@ def test_rerun_skips_complete_subjects(participant_run, tmp_path):
     assert not is_complete(config, inputs[0], "MNI152NLin2009aSym")
 
 
+def test_clean_workdir_keeps_only_the_work_of_failed_images(participant_run):
+    folders = sorted(p.name for p in participant_run["work"].glob("*/single_t1w_*"))
+    assert folders and all("9999" in name for name in folders), folders
+
+
 def test_reports_only(participant_run):
     from bgs_app.cli.run import main
 

@@ -268,6 +268,9 @@ def get_parser() -> argparse.ArgumentParser:
     g_other.add_argument("--config-file", dest="config_file", type=Path, metavar="FILE",
                          help="a TOML or YAML file whose keys are the long option names; "
                               "options on the command line win")
+    g_other.add_argument("--clean-workdir", dest="clean_workdir", action="store_true",
+                         help="remove an image's work folder once its outputs are complete "
+                              "(failed images keep theirs, for inspection)")
     g_other.add_argument("--stop-on-first-crash", dest="stop_on_first_crash",
                          action="store_true", help="stop at the first failing subject or step")
     g_other.add_argument("--reports-only", dest="reports_only", action="store_true",

@@ -7,6 +7,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -173,6 +174,10 @@ def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
                 LOGGER.debug("Nipype reported failures: %s", err)
                 if config.stop_on_first_crash:
                     break
+            finally:
+                if config.clean_workdir:
+                    _clean_work(Path(wf.base_dir) / wf.name, batch, config, template.name,
+                                scoring)
         for t1w in todo:
             if not is_complete(config, t1w, template.name, scoring):
                 failures[t1w.key] = _crash_message(crash_dir, branch_name(t1w), started)
@@ -192,6 +197,20 @@ def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
                      if unselected else "", summary)
         return EXIT_FAILURE
     return EXIT_SUCCESS
+
+
+def _clean_work(folder: Path, batch: list[T1wInput], config: Config, template: str,
+                scoring) -> None:
+    """``--clean-workdir``: remove the work folder of every image whose outputs are complete."""
+    removed = 0
+    for t1w in batch:
+        work = folder / f"single_t1w_{branch_name(t1w)}"
+        if work.is_dir() and is_complete(config, t1w, template, scoring):
+            shutil.rmtree(work, ignore_errors=True)
+            removed += 1
+    if removed:
+        LOGGER.info("--clean-workdir: removed the work folders of %d finished image(s)",
+                    removed)
 
 
 class _Progress:
