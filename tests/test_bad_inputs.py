@@ -211,6 +211,11 @@ CASES = [
         "--skip-bids-validation"], 64,
      r"default work folder .*work/bgs_app_o cannot be written.*pass a writable folder "
      r"with -w"),
+    ("graph-plugin", lambda d, t: [
+        str(d), str(t / "o"), "participant", "--skip-bids-validation", "-w", str(t / "w"),
+        "--use-plugin", str(_write(t / "plugin.toml", 'plugin = "SLURMGraph"\n'))], 64,
+     r"the SLURMGraph plugin submits the whole graph and returns .* SLURM instead of "
+     r"SLURMGraph"),
     ("template-without-mask", lambda d, t: [
         str(d), str(t / "o"), "participant", "--skip-bids-validation", "--template",
         str(_write(t / "tpl.nii.gz", ""))], 64, r"--template IMAGE needs --template-mask"),

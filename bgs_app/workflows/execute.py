@@ -33,6 +33,12 @@ from bgs_app.workflows.scores import ScoringOptions
 LOGGER = logging.getLogger("bgs_app")
 #: Images per Nipype graph and process (see run_participant_workflow).
 BATCH_PER_PROCESS = 4
+#: Nipype plugins that hand the whole graph to a scheduler and return at once: bgs_app
+#: would find no outputs and report every image failed.
+GRAPH_PLUGINS = frozenset({"slurmgraph", "sgegraph", "pbsgraph", "condordagman"})
+#: Plugins that submit each node as a cluster job and wait for it: no batches, every
+#: image at once (the scheduler, not this process, limits what runs).
+CLUSTER_PLUGINS = frozenset({"slurm", "sge", "pbs", "lsf", "condor", "oar", "ipython"})
 
 
 def settings_of(config: Config, template_name: str,
@@ -149,7 +155,8 @@ def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
         # process: Nipype's scheduler walks the whole graph at every step, so one graph
         # of 100 images (2,700 nodes) kept the main process busy for longer than the
         # work itself; batches keep graphs small and finished images on disk early.
-        size = 1 if plugin == "Linear" else max(2, BATCH_PER_PROCESS * config.nprocs)
+        size = (1 if plugin == "Linear" else len(todo) if plugin.lower() in CLUSTER_PLUGINS
+                else max(2, BATCH_PER_PROCESS * config.nprocs))
         batches = [todo[i:i + size] for i in range(0, len(todo), size)]
         LOGGER.info("Processing %d T1w image(s) with Nipype (%s); work folder %s",
                     len(todo), plugin, base)
@@ -256,6 +263,14 @@ def _plugin(config: Config, n_images: int = 1) -> tuple[str, dict]:
 
             raise UsageError(f"{config.use_plugin}: needs a 'plugin' key (e.g. SLURM, SGE, "
                              "MultiProc) and optional 'plugin_args'")
+        if str(plugin).lower() in GRAPH_PLUGINS:
+            from bgs_app.errors import UsageError
+
+            raise UsageError(
+                f"{config.use_plugin}: the {plugin} plugin submits the whole graph and "
+                "returns before any image is processed, so bgs_app cannot report which "
+                "images failed; use its job-per-node form (e.g. SLURM instead of "
+                "SLURMGraph) or a job array with one participant per task (docs: clusters)")
         return str(plugin), dict(spec.get("plugin_args", {}))
     n_procs = min(config.nprocs, usable_cpus(), 3 * max(1, n_images))
     if n_procs == 1:
