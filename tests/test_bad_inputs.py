@@ -477,6 +477,12 @@ def test_participants_without_outputs_are_named_and_can_be_excluded(oracle_study
     shutil.copytree(oracle_study["out"], out, ignore=shutil.ignore_patterns("group"))
     for path in (out / "sub-0003").rglob("*_desc-model_T1w.nii.gz"):
         path.unlink()
+    # sub-0005's image with an inverted contrast inside its brain: image QC flags it.
+    inverted = next((out / "sub-0005").rglob("*_desc-model_T1w.nii.gz"))
+    img = nb.load(inverted)
+    data = np.asarray(img.dataobj, np.float32)
+    data[data > 0] = data.max() - data[data > 0] + 1e-3
+    nb.Nifti1Image(data, img.affine, img.header).to_filename(inverted)
     argv = [str(oracle_study["study"]), str(out), "group", "--genotypes",
             str(oracle_study["study"] / "genetics" / "study"), "--resolution", "4",
             "--skip-bids-validation", "-w", str(tmp_path / "work"), "--epochs", "1",
@@ -497,6 +503,15 @@ def test_participants_without_outputs_are_named_and_can_be_excluded(oracle_study
     assert not row["kept"].any()
     scores = pd.read_csv(out / "group/scores.tsv", sep="\t")
     assert "sub-0003" not in set(scores["participant_id"])
+    qc = pd.read_csv(out / "group/qc.tsv", sep="\t", na_values="n/a")
+    assert len(qc) == 25 and "sub-0003" not in set(qc["participant_id"])
+    worst = qc.loc[qc["z_template_similarity"].idxmin()]
+    assert worst["participant_id"] == "sub-0005" and worst["outlier"]
+    assert worst["z_template_similarity"] < -20 and "template_similarity" in worst["reason"]
+    assert qc["outlier"].sum() <= 3, qc.sort_values("z_template_similarity").head(5)
+    listed = (out / "group/qc_outliers.txt").read_text().split()
+    assert listed == sorted(qc.loc[qc["outlier"], "participant_id"]) and "sub-0005" in listed
+    assert "Image QC" in (out / "group/report.html").read_text()
 
 
 def test_apply_mode_refuses_a_folder_with_training_results(oracle_study, tmp_path, capsys):

@@ -120,11 +120,18 @@ def test_reports_have_figures_and_errors(participant_run):
     assert "Left Hippocampus" in html
 
 
-def test_rerun_skips_complete_subjects(participant_run, tmp_path):
+def test_rerun_skips_complete_subjects(participant_run, tmp_path, monkeypatch):
+    import bgs_app.workflows.execute as execute
     from bgs_app.cli.run import main
 
     records = {p: p.stat().st_mtime for p in
                (participant_run["out"] / "logs/participant").glob("*.json")}
+    reports = {p: p.stat().st_mtime_ns for p in participant_run["out"].glob("sub-000*.html")}
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} was hashed again although unchanged")
+
+    monkeypatch.setattr(execute, "file_sha256", no_hashing)
     start = time.time()
     code = main([str(participant_run["bids"]), str(participant_run["out"]), "participant",
                  "--participant-label", *SUBJECTS, "--sloppy", "--resolution", "4",
@@ -132,6 +139,9 @@ def test_rerun_skips_complete_subjects(participant_run, tmp_path):
     assert code == 0
     assert time.time() - start < 60
     assert {p: p.stat().st_mtime for p in records} == records
+    # Unchanged participants: inputs not re-hashed, reports not rewritten.
+    assert reports and {p: p.stat().st_mtime_ns for p in reports} == reports
+    monkeypatch.undo()
     # Changing a setting makes the outputs stale: they are not reused.
     from bgs_app.config import Config
     from bgs_app.workflows.execute import is_complete

@@ -4,6 +4,8 @@ Each stage is a module named after what it writes under ``OUT_DIR/group/``:
 
 1. :mod:`~bgs_app.group.inputs`: the participant level's model-grid images (refusing
    missing or mismatched ones), checked measures and covariates
+   and :mod:`~bgs_app.group.qc`: each image's quality measures and the cohort's
+   outliers (``qc.tsv``, ``qc_outliers.txt``)
 2. :mod:`~bgs_app.group.genotypes`: read, match and QC (``genotype_qc.tsv``,
    ``subjects.tsv``)
 3. :mod:`~bgs_app.group.split`: ``split.tsv`` (a held-out test set, or ``--cv-folds``
@@ -70,6 +72,10 @@ def run_group_level(config: Config, context: RunContext | None = None) -> int:
     LOGGER.info("Group level: %d model-grid image(s) of %d participant(s)",
                 len(inputs.images), len(inputs.participants))
     check_phenotypes(config, inputs.participants, inputs)
+    if context.is_main:
+        from bgs_app.group.qc import image_qc
+
+        image_qc(context, inputs.images)
     if config.model is not None:
         from bgs_app.group.apply import apply_model
 

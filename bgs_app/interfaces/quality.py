@@ -23,6 +23,7 @@ from nipype.interfaces.base import (
 )
 
 from bgs_app.interfaces.images import ImageCheckError
+from bgs_app.stats.qc import similarity_inside, template_on_grid
 
 #: Plausible brain-mask volume (mL): adult brains with their CSF, generous both ways
 #: (measured: 1.34-1.88 L on the real heads of ../shared/testdata, 1.6 L simulated;
@@ -57,28 +58,9 @@ def template_similarity(model_t1w: str | Path, template_t1w: str | Path,
     float
         The correlation (NaN when either image is constant inside the mask).
     """
-    import warnings
-
-    from nilearn.image import resample_to_img
-
     img = nb.load(model_t1w)
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    mask_img = nb.load(template_mask)
-    with warnings.catch_warnings():  # a 0/1 mask, linearly interpolated on purpose
-        warnings.simplefilter("ignore", UserWarning)
-        reference = resample_to_img(nb.load(template_t1w), img, interpolation="continuous",
-                                    force_resample=True, copy_header=True)
-        mask = resample_to_img(nb.Nifti1Image(np.asarray(mask_img.dataobj, np.float32),
-                                              mask_img.affine), img,
-                               interpolation="continuous", force_resample=True,
-                               copy_header=True)
-    inside = (np.asarray(mask.dataobj) > 0.5) & (data > 0)
-    if inside.sum() < 100:
-        return float("nan")
-    x, y = data[inside].astype(float), np.asarray(reference.dataobj)[inside].astype(float)
-    if x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
+    reference, mask = template_on_grid(template_t1w, template_mask, img)
+    return similarity_inside(np.asarray(img.dataobj, dtype=np.float32), reference, mask)
 
 
 def plausibility(idps: pd.DataFrame | dict, similarity: float) -> dict:

@@ -19,6 +19,7 @@ from bgs_app.bids.derivatives import (
 )
 from bgs_app.config import Config
 from bgs_app.stats.claims import MIN_FIRST_STAGE_F
+from bgs_app.stats.qc import OUTLIER_Z
 from bgs_app.utils.atomic import write_text
 
 LOGGER = logging.getLogger("bgs_app")
@@ -77,6 +78,16 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
         summary["Scored images"] = int(len(scores.drop_duplicates(
             [c for c in ("participant_id", "session_id") if c in scores.columns])))
     qc = _read(group_dir / "genotype_qc.tsv")
+    image_qc = None
+    images = _read(group_dir / "qc.tsv")
+    if images is not None and len(images):
+        flagged = images[images["outlier"].astype(str).str.lower() == "true"]
+        cols = [c for c in ("participant_id", "session_id", "brain_ml", "etiv_ml",
+                            "template_similarity", "intensity_outliers", "reason")
+                if c in images]
+        image_qc = {"images": len(images), "flagged": len(flagged),
+                    "threshold": OUTLIER_Z,
+                    "table": _html(flagged[cols].head(30)) if len(flagged) else ""}
     curves = []
     for name, folder in _models(group_dir):
         log = _read(folder / "training_log.tsv")
@@ -140,7 +151,8 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
         version=__version__, template=template.name, date=dt.datetime.now(dt.UTC).strftime(
             "%Y-%m-%d %H:%M UTC"),
         mode="apply a released model" if config.model else "train",
-        summary=summary, qc=_html(qc), curves=curves, performance=_html(perf_wide),
+        summary=summary, qc=_html(qc), image_qc=image_qc, curves=curves,
+        performance=_html(perf_wide),
         saliency=saliency, forest=forest, heatmap=heat, associations=_html(hits),
         n_tests=0 if assoc is None else int(in_family(assoc).sum()),
         n_significant=0 if assoc is None else int((assoc["p_bonferroni"] < 0.05).sum()),

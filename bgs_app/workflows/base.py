@@ -55,8 +55,14 @@ def branch_settings(*, template: str, resolution: float, registration: str, slop
 
 
 def provenance(t1w: T1wInput, settings: dict) -> dict:
-    """What a branch's outputs depend on: the input's content and the settings."""
+    """What a branch's outputs depend on: the input's content and the settings.
+
+    The input's size and modification time are recorded too: a rerun does not hash an
+    input whose size and time are unchanged (as ``make`` and ``rsync`` decide).
+    """
+    stat = Path(t1w.path).stat()
     return {"input": str(t1w.path), "input_sha256": file_sha256(t1w.path),
+            "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
             "settings": dict(settings), "bgs_app_version": __version__}
 
 

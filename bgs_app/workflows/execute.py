@@ -77,6 +77,10 @@ def is_complete(config: Config, t1w: T1wInput, template_name: str,
                              config.registration, scoring)
     if not all(p.is_file() for p in paths.values()):
         return False
+    stat = Path(t1w.path).stat()
+    if (record.get("input_size"), record.get("input_mtime_ns")) == (stat.st_size,
+                                                                    stat.st_mtime_ns):
+        return True  # unchanged since it was processed: not hashed again
     return record.get("input_sha256") == file_sha256(t1w.path)
 
 
@@ -191,7 +195,14 @@ def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
     from bgs_app.reports.participant import write_participant_reports
 
     subjects = sorted({t.subject for t in inputs} | {k[4:] for k in unselected})
-    write_participant_reports(config.output_dir, subjects, template,
+    # A participant all of whose images were skipped as complete keeps its report.
+    changed = {t.subject for t in todo} | {k[4:] for k in unselected}
+    stale = [s for s in subjects
+             if s in changed or not (config.output_dir / f"sub-{s}.html").is_file()]
+    if len(stale) < len(subjects):
+        LOGGER.info("Reports of %d unchanged participant(s) kept",
+                    len(subjects) - len(stale))
+    write_participant_reports(config.output_dir, stale, template,
                               {**failures, **unselected}, nprocs=config.nprocs)
     ok = len(inputs) - len(failures)
     LOGGER.info("Participant level finished in %.0f s: %d of %d image(s) succeeded "
