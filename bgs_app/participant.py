@@ -35,7 +35,7 @@ def select_participants(config: Config):
     inputs : list of bgs_app.bids.inputs.T1wInput
         Their T1w images; a participant may have none (see :func:`without_t1w`).
     """
-    layout = get_layout(config.bids_dir, config.bids_database_dir)
+    layout = get_layout(config.bids_dir, config.bids_database_dir, config.participant_label)
     subjects = select_subjects(layout, config.participant_label, config.exclude_label)
     inputs = collect_t1w(layout, subjects, config.session_label, config.bids_filters)
     LOGGER.info("Selected %d T1w image(s) of %d participant(s)", len(inputs), len(subjects))

@@ -55,6 +55,22 @@ def test_pybids_database_dir_reused(example_bids, tmp_path):
     assert sorted(first.get_subjects()) == sorted(second.get_subjects())
 
 
+def test_only_the_requested_participants_are_indexed(example_bids, tmp_path):
+    from bgs_app.bids.inputs import select_subjects
+
+    everyone = sorted(get_layout(example_bids).get_subjects())
+    assert len(everyone) > 2
+    layout = get_layout(example_bids, subjects=[everyone[1]])
+    assert layout.get_subjects() == [everyone[1]]
+    assert select_subjects(layout, [everyone[1]]) == [everyone[1]]
+    # An absent label is still refused with the participants that exist.
+    with pytest.raises(NoDataError, match=f"Present: {', '.join(everyone)}"):
+        select_subjects(get_layout(example_bids, subjects=["zz9"]), ["zz9"])
+    # A database folder holds the whole dataset, whatever the selection.
+    shared = get_layout(example_bids, tmp_path / "db", subjects=[everyone[1]])
+    assert sorted(shared.get_subjects()) == everyone
+
+
 def test_derivative_names_canonical_order():
     assert derivative_name({"desc": "preproc", "sub": "01"}, "T1w", ".nii.gz") == \
         "sub-01_desc-preproc_T1w.nii.gz"

@@ -281,6 +281,10 @@ def test_model_scoring_under_multiproc_equals_the_group_level(tmp_path, particip
                           "--sloppy", "--registration", "affine"],
                          capture_output=True, text=True, timeout=420)
     assert run.returncode == 0, run.stderr[-2000:]
+    sidecars = sorted(out.glob("sub-*/anat/*_res-*_desc-saliency_map.json"))
+    assert len(sidecars) == 6  # 2 subjects x 3 SNPs
+    for sidecar in sidecars:  # every res- file says its resolution, as sMRIPrep's do
+        assert json.loads(sidecar.read_text())["Resolution"].startswith("4 mm"), sidecar
     group = subprocess.run([str(BIN / "bgs_app"), *common[:2], "group", *common[2:],
                             "--model", str(bundle), "--no-saliency", "--phenotypes",
                             "fluid_intelligence"], capture_output=True, text=True,

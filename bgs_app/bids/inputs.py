@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -165,7 +166,8 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def get_layout(bids_dir: Path, database_dir: Path | None = None):
+def get_layout(bids_dir: Path, database_dir: Path | None = None,
+               subjects: Iterable[str] | None = None):
     """Index a BIDS dataset with pybids (reusing a database folder when given).
 
     Parameters
@@ -173,6 +175,11 @@ def get_layout(bids_dir: Path, database_dir: Path | None = None):
     bids_dir : pathlib.Path
     database_dir : pathlib.Path, optional
         Where pybids stores its index, so that later runs skip indexing.
+    subjects : iterable of str, optional
+        Labels (``--participant-label``): without a database folder only their folders
+        are indexed (as fMRIPrep does), so that each task of a job array over 40,000
+        participants does not index them all. A database folder is always a full index
+        (it is built once and shared).
 
     Returns
     -------
@@ -184,9 +191,12 @@ def get_layout(bids_dir: Path, database_dir: Path | None = None):
     if database_dir is not None:
         Path(database_dir).mkdir(parents=True, exist_ok=True)
         kwargs["database_path"] = str(database_dir)
-    indexer = BIDSLayoutIndexer(validate=False, index_metadata=False,
-                                ignore=["derivatives", "sourcedata", "code", "genetics",
-                                        "phenotype", "stimuli"])
+    ignore: list = ["derivatives", "sourcedata", "code", "genetics", "phenotype", "stimuli"]
+    labels = sorted(set(subjects or ()))
+    if labels and database_dir is None:
+        wanted = "|".join(map(re.escape, labels))
+        ignore.append(re.compile(rf"sub-(?!({wanted})(\b|_))"))
+    indexer = BIDSLayoutIndexer(validate=False, index_metadata=False, ignore=ignore)
     try:
         return BIDSLayout(str(bids_dir), indexer=indexer, **kwargs)
     except Exception as err:  # pybids raises several error types for broken datasets
@@ -213,11 +223,15 @@ def select_subjects(layout, labels: Iterable[str] | None,
         A requested label is absent (the message lists those present), the
         dataset has no participants, or every selected participant is excluded.
     """
-    available = sorted(layout.get_subjects())
+    indexed = sorted(layout.get_subjects())
+    # The index may hold only the requested participants (get_layout): the folders say
+    # which exist.
+    available = sorted({p.name[4:] for p in Path(layout.root).glob("sub-*") if p.is_dir()}
+                       | set(indexed))
     if not available:
         raise NoDataError(f"no sub-<label> folders found in {layout.root}")
-    selected = available if not labels else list(labels)
-    missing = [label for label in selected if label not in available]
+    selected = indexed if not labels else list(labels)
+    missing = [label for label in selected if label not in indexed]
     if missing:
         shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
         raise NoDataError(

@@ -68,7 +68,7 @@ def collect_inputs(context: RunContext) -> GroupInputs:
     from bgs_app.bids.inputs import get_layout, select_subjects
 
     config, template = context.config, context.template.name
-    layout = get_layout(config.bids_dir, config.bids_database_dir)
+    layout = get_layout(config.bids_dir, config.bids_database_dir, config.participant_label)
     labels = select_subjects(layout, config.participant_label, config.exclude_label)
     present = set(layout.get_subjects())
     excluded = {f"sub-{label}": "excluded by --exclude-label"

@@ -203,6 +203,9 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                     "Description": "Absolute saliency of the SNP's brain-genotype score, "
                                    "divided by its mean inside the brain"
                                    + (" (brought into T1w space)" if native else "")}
+            if not native:  # a res- file: its sidecar says what the resolution is
+                meta["Resolution"] = (f"{resolution:g} mm isotropic model grid in "
+                                      f"{template.name}, affine alignment")
             pick = pe.Node(niu.Select(index=i), name=f"pick_{output}",
                            run_without_submitting=True)
             field = "saliency_native" if native else "saliency_maps"
