@@ -58,14 +58,15 @@ def write_boilerplate(context: RunContext):
     wf = init_anat_preproc_wf(template=context.template, resolution=config.resolution,
                               registration=config.registration,
                               check_plausibility=not config.skip_plausibility_checks)
-    text = (f"# Methods (participant level)\n\nResults were generated with bgs_app "
+    from bgs_app.reports.references import bibtex, cited, reference_list
+
+    body = (f"# Methods (participant level)\n\nResults were generated with bgs_app "
             f"{__version__}, which uses Nipype [@nipype] and ANTs [@ants] through antspyx.\n\n"
-            f"{wf.__desc__}\n\n## References\n\n"
-            "- [@nipype] Gorgolewski et al. (2011) Front Neuroinform 5:13.\n"
-            "- [@ants] Avants et al. (2008) Med Image Anal 12:26-41.\n"
-            "- [@n4] Tustison et al. (2010) IEEE Trans Med Imaging 29:1310-1320.\n"
-            "- [@atropos] Avants et al. (2011) Neuroinformatics 9:381-400.\n")
-    return write_text(config.output_dir / "logs" / "CITATION.md", text)
+            f"{wf.__desc__}")
+    keys = cited(body)
+    write_text(config.output_dir / "logs" / "CITATION.bib", bibtex(keys))
+    return write_text(config.output_dir / "logs" / "CITATION.md",
+                      body + "\n\n" + reference_list(keys))
 
 
 def run_participant_level(config: Config, context: RunContext | None = None) -> int:

@@ -250,6 +250,13 @@ def test_boilerplate_only_and_group_refusals(example_bids, tmp_path, capsys):
                  "--skip-bids-validation", "--registration", "affine"]) == 0
     text = (out / "logs" / "CITATION.md").read_text()
     assert "N4" in text and "SyN" not in text and "[@ants]" in text
+    # Every cited work is listed, and in BibTeX too.
+    from bgs_app.reports.references import cited
+
+    bib = (out / "logs" / "CITATION.bib").read_text()
+    for key in cited(text):
+        assert f"- [@{key}] " in text and f"{{{key},\n" in bib, key
+    assert "@article{ants," in bib and "[@atropos]" in text
     assert not list(out.glob("sub-*"))  # nothing was run
     capsys.readouterr()
     # The group level needs genotypes (train) or a model (apply).
@@ -260,6 +267,9 @@ def test_boilerplate_only_and_group_refusals(example_bids, tmp_path, capsys):
                  "5", "--covariates", "age", "sex", "--skip-bids-validation"]) == 0
     group = (out / "group" / "CITATION.md").read_text()
     assert "5-fold cross-fitting" in group and "age, sex" in group and "[@sfcn]" in group
+    group_bib = (out / "group" / "CITATION.bib").read_text()
+    assert "@article{sfcn," in group_bib and "doi = {10.1016/j.media.2020.101871}" in group_bib
+    assert group_bib.count("\n@") + 1 == len(cited(group)) == group.count("\n- [@")
     assert not (out / "group" / "scores.tsv").exists()
     # No model-grid images yet: a clear refusal naming the participants.
     assert main([str(example_bids), str(out), "group", "--genotypes", str(tmp_path / "g"),

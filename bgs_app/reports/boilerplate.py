@@ -6,38 +6,9 @@ import json
 from pathlib import Path
 
 from bgs_app.config import GROUP_SMOOTHING_MM, Config
+from bgs_app.reports.references import bibtex, cited, reference_list
 from bgs_app.stats.claims import MIN_FIRST_STAGE_F
 from bgs_app.utils.atomic import write_text
-
-REFERENCES = """## References
-
-- [@sfcn] Peng H, Gong W, Beckmann CF, Vedaldi A, Smith SM (2021). Accurate brain age
-  prediction with lightweight deep neural networks. Med Image Anal 68:101871.
-- [@ig] Sundararajan M, Taly A, Yan Q (2017). Axiomatic attribution for deep networks.
-  ICML.
-- [@smoothgrad] Smilkov D et al. (2017). SmoothGrad: removing noise by adding noise.
-  arXiv:1706.03825.
-- [@captum] Kokhlikyan N et al. (2020). Captum: a unified and generic model
-  interpretability library for PyTorch. arXiv:2009.07896.
-- [@plink] Chang CC et al. (2015). Second-generation PLINK. GigaScience 4:7.
-- [@hwe] Wigginton JE, Cutler DJ, Abecasis GR (2005). A note on exact tests of
-  Hardy-Weinberg equilibrium. Am J Hum Genet 76:887-893.
-- [@bh] Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R Stat Soc
-  B 57:289-300.
-- [@by] Benjamini Y, Yekutieli D (2001). The control of the false discovery rate in multiple
-  testing under dependency. Ann Stat 29:1165-1188.
-- [@ar] Anderson TW, Rubin H (1949). Estimation of the parameters of a single equation in a
-  complete system of stochastic equations. Ann Math Stat 20:46-63.
-- [@staiger] Staiger D, Stock JH (1997). Instrumental variables regression with weak
-  instruments. Econometrica 65:557-586.
-- [@linearmodels] Sheppard K et al. linearmodels: instrumental variable and linear panel
-  models for Python.
-- [@statsmodels] Seabold S, Perktold J (2010). statsmodels. Proc 9th Python in Science Conf.
-- [@sklearn] Pedregosa F et al. (2011). Scikit-learn. JMLR 12:2825-2830.
-- [@ho] Desikan RS et al. (2006). An automated labeling system for subdividing the human
-  cerebral cortex. NeuroImage 31:968-980 (Harvard-Oxford atlas).
-- [@pytorch] Paszke A et al. (2019). PyTorch. NeurIPS.
-"""
 
 
 def _versions() -> str:
@@ -151,10 +122,12 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
         meta = json.loads((group_dir / "associations.json").read_text())
         if "Participants" in meta:
             text.append(f"Associations used {meta['Participants']} participants.")
-    return "\n\n".join(text) + "\n\n" + REFERENCES
+    body = "\n\n".join(text)
+    return body + "\n\n" + reference_list(cited(body))
 
 
 def write_group_boilerplate(config: Config, template: str, group_dir: Path) -> Path:
-    """Write ``group/CITATION.md``."""
-    return write_text(Path(group_dir) / "CITATION.md",
-                      group_boilerplate(config, template, group_dir))
+    """Write ``group/CITATION.md`` and its references as ``group/CITATION.bib``."""
+    text = group_boilerplate(config, template, group_dir)
+    write_text(Path(group_dir) / "CITATION.bib", bibtex(cited(text)))
+    return write_text(Path(group_dir) / "CITATION.md", text)
