@@ -18,6 +18,10 @@
 #              --build-arg BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 #          (then make the wheelhouse with that Python); run with --gpus all.
 #   TORCH_VERSION  the torch release installed from the wheelhouse (default 2.13.0).
+#   TORCH_VARIANT  its build, the wheel's local version label: cpu (default) or a CUDA
+#          build such as cu128; the wheelhouse must hold that build (see GPUs above), or
+#          the build stops. Tag the image by it: bgs_app:0.1.0-cpu, bgs_app:0.1.0-cu128.
+#          The image's label org.bgs-app.torch says which it is.
 #
 # Behind a TLS-intercepting proxy, give apt the host's CA bundle as a build secret (it is
 # used only while a RUN step runs and never stored in a layer):
@@ -28,6 +32,7 @@ ARG BASE=debian:bookworm-slim
 # ---------------------------------------------------------------------------------------
 FROM ${BASE} AS builder
 ARG TORCH_VERSION=2.13.0
+ARG TORCH_VARIANT=cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
@@ -48,7 +53,7 @@ RUN --mount=type=secret,id=ca_bundle,target=/run/secrets/ca_bundle \
 COPY wheelhouse/ /tmp/wheelhouse/
 RUN python3 -m venv /opt/bgs_app/venv \
     && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
-        -c /tmp/wheelhouse/lock.txt "torch==${TORCH_VERSION}" \
+        -c /tmp/wheelhouse/lock.txt "torch==${TORCH_VERSION}+${TORCH_VARIANT}" \
     && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
         -c /tmp/wheelhouse/lock.txt bgs_app \
     && /opt/bgs_app/venv/bin/pip check \
@@ -61,6 +66,8 @@ ARG BASE=debian:bookworm-slim
 ARG VERSION=0.1.0
 ARG BUILD_DATE=unknown
 ARG VCS_REF=unknown
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_VARIANT=cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
 # The venv's interpreter is a link to /usr/bin/python3: the runtime needs that Python.
@@ -115,7 +122,8 @@ LABEL org.opencontainers.image.title="bgs_app" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${BASE}" \
-      org.opencontainers.image.documentation="https://bids-apps.neuroimaging.io"
+      org.opencontainers.image.documentation="https://bids-apps.neuroimaging.io" \
+      org.bgs-app.torch="${TORCH_VERSION}+${TORCH_VARIANT}"
 
 # Numeric, so that runAsNonRoot-style checks can verify it; any --user works as well.
 USER 1000:1000

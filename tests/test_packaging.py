@@ -48,7 +48,9 @@ def test_dockerfile_contract():
     for needle in ('ARG BASE=debian:bookworm-slim', "--no-index --find-links",
                    'ENTRYPOINT ["bgs_app"]', "BGS_APP_CACHE=", "get_template()",
                    "chmod -R go=u", "OMP_NUM_THREADS=1",
-                   "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1", "org.opencontainers.image"):
+                   "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1", "org.opencontainers.image",
+                   "ARG TORCH_VARIANT=cpu", '"torch==${TORCH_VERSION}+${TORCH_VARIANT}"',
+                   'org.bgs-app.torch="${TORCH_VERSION}+${TORCH_VARIANT}"'):
         assert needle in text, f"Dockerfile lacks {needle!r}"
     assert text.count("\nFROM ") >= 2, "the Dockerfile should be multi-stage"
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
@@ -93,9 +95,11 @@ def test_boutiques_descriptor_matches_parser():
     assert descriptor["container-image"]["image"] == f"bgs_app:{__version__}"
     flags = {i.get("command-line-flag") for i in descriptor["inputs"]}
     ids = {i["id"] for i in descriptor["inputs"]}
+    seen = set()
     for action in get_parser()._actions:
-        if action.dest in {"help", "version"}:
-            continue
+        if action.dest in {"help", "version"} or action.dest in seen:
+            continue  # another spelling of an option already checked (--mem, --mem-gb)
+        seen.add(action.dest)
         if not action.option_strings:
             assert action.dest in ids
             continue
