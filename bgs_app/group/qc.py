@@ -34,7 +34,7 @@ QC_COLUMNS = {
     **QC_MEASURES,
     **{f"z_{m}": f"Robust z-score of {m} in this cohort: (x - median) / max(1.4826 MAD, "
                  f"{MIN_SPREAD[m]:g})" for m in QC_MEASURES},
-    "outlier": f"Whether any measure is missing or has |robust z| > {OUTLIER_Z:g}",
+    "outlier": f"Whether any measure is missing or has a robust z beyond ±{OUTLIER_Z:g}",
     "reason": "The measures that flag the image",
 }
 

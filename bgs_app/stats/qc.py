@@ -15,7 +15,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-#: |robust z| beyond which a measure flags an image (Iglewicz & Hoaglin 1993).
+#: The absolute robust z beyond which a measure flags an image (Iglewicz & Hoaglin 1993).
 OUTLIER_Z = 3.5
 #: A voxel's intensity is an outlier beyond this many robust SDs from the brain's median.
 INTENSITY_Z = 5.0
