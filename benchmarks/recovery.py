@@ -243,6 +243,9 @@ def _fmt(v, digits=2):
 def markdown(results: list[dict]) -> str:
     """Markdown tables of every recorded study (most recent first)."""
     lines = ["<!-- written by benchmarks/recovery.py; do not edit by hand -->", ""]
+    # Records of a study the simulator got wrong stay in the results, marked, and out of
+    # the tables.
+    results = [r for r in results if not r.get("superseded")]
     real = [r for r in results if not r["null"] and not r.get("confounded")]
     nulls = [r for r in results if r["null"]]
     confounded = [r for r in results if r.get("confounded")]
