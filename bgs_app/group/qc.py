@@ -8,6 +8,7 @@ Flagged images are reported, not removed: a reviewer decides, and reruns with
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -24,6 +25,7 @@ from bgs_app.stats.qc import (
     similarity_inside,
     template_on_grid,
 )
+from bgs_app.utils.atomic import write_text
 from bgs_app.utils.progress import tracked
 from bgs_app.utils.tables import write_table
 
@@ -57,7 +59,7 @@ def image_qc(context: RunContext, images: pd.DataFrame) -> pd.DataFrame:
     out = context.group_dir / "qc.tsv"
     files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in images["path"]]
     files += [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in images["idps"]
-              if p is not None]
+              if isinstance(p, Path)]
     qc_stage = stage(context, "qc", [files, "qc-2", OUTLIER_Z], [out])
     if qc_stage.current():
         return pd.read_csv(out, sep="\t", na_values="n/a", dtype={"session_id": str})
@@ -66,7 +68,7 @@ def image_qc(context: RunContext, images: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in tracked(images.itertuples(), "image QC", len(images), "image"):
         data = np.asarray(nb.load(row.path).dataobj, dtype=np.float32)
-        idps = (pd.read_csv(row.idps, sep="\t").iloc[0] if row.idps is not None
+        idps = (pd.read_csv(row.idps, sep="\t").iloc[0] if isinstance(row.idps, Path)
                 else pd.Series(dtype=float))
         rows.append({"participant_id": row.participant_id, "session_id": row.session_id,
                      "brain_ml": _ml(idps.get("tiv")), "etiv_ml": _ml(idps.get("etiv")),
@@ -79,7 +81,7 @@ def image_qc(context: RunContext, images: pd.DataFrame) -> pd.DataFrame:
                                 "reported, not removed (qc_outliers.txt lists their "
                                 "participants for --exclude-label)"})
     flagged = sorted(table.loc[table["outlier"], "participant_id"].unique())
-    (context.group_dir / "qc_outliers.txt").write_text("".join(f"{p}\n" for p in flagged))
+    write_text(context.group_dir / "qc_outliers.txt", "".join(f"{p}\n" for p in flagged))
     LOGGER.info("Image QC: %d of %d image(s) flagged (%s); to leave them out, rerun with "
                 "--exclude-label %s", int(table["outlier"].sum()), len(table),
                 ", ".join(flagged[:10]) + (" ..." if len(flagged) > 10 else "") or "none",
