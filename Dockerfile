@@ -55,7 +55,7 @@ RUN python3 -m venv /opt/bgs_app/venv \
     && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
         -c /tmp/wheelhouse/lock.txt "torch==${TORCH_VERSION}+${TORCH_VARIANT}" \
     && /opt/bgs_app/venv/bin/pip install --no-index --find-links /tmp/wheelhouse \
-        -c /tmp/wheelhouse/lock.txt bgs_app \
+        -c /tmp/wheelhouse/lock.txt "bgs_app[deepbet]" \
     && /opt/bgs_app/venv/bin/pip check \
     && find /opt/bgs_app/venv -name "__pycache__" -prune -exec rm -rf {} + \
     && rm -rf /tmp/wheelhouse

@@ -71,7 +71,7 @@ wheelhouse: install
 	rm -rf wheelhouse
 	$(BIN)/pip wheel --wheel-dir wheelhouse -c $(LOCK) \
 	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-	  torch==$(TORCH_VERSION)$(if $(TORCH_LOCAL),+$(TORCH_LOCAL)) .
+	  torch==$(TORCH_VERSION)$(if $(TORCH_LOCAL),+$(TORCH_LOCAL)) ".[deepbet]"
 	cp $(LOCK) wheelhouse/lock.txt
 
 clean:

@@ -38,6 +38,10 @@ def _default_nprocs() -> int:
     return usable_cpus()
 
 
+#: Defaults of ``--skull-strip-t1w`` and ``--skull-strip-method`` (checked in Config.create).
+DEFAULT_SKULL_STRIP = {"skull_strip_t1w": "auto", "skull_strip_method": "ants"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The configuration of one run of ``bgs_app``.
@@ -66,6 +70,8 @@ class Config:
     registration: str = "syn"
     sloppy: bool = False
     skip_plausibility_checks: bool = False
+    skull_strip_t1w: str = "auto"
+    skull_strip_method: str = "ants"
     use_plugin: Path | None = None
     seed: int = 0
     model: Path | None = None
@@ -142,6 +148,18 @@ class Config:
         if values.get("score_gate", SCORE_GATES[0]) not in SCORE_GATES:
             raise UsageError(f"score_gate must be one of {', '.join(SCORE_GATES)}, not "
                              f"{values['score_gate']!r}")
+        for name, allowed in (("skull_strip_t1w", ("auto", "force", "skip")),
+                              ("skull_strip_method", ("ants", "deepbet"))):
+            if values.get(name, DEFAULT_SKULL_STRIP[name]) not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, not "
+                                 f"{values[name]!r}")
+        if values.get("skull_strip_method") == "deepbet":
+            import importlib.util
+
+            if importlib.util.find_spec("deepbet") is None:
+                raise UsageError("--skull-strip-method deepbet needs the optional package "
+                                 "deepbet: pip install 'bgs_app[deepbet]' (its weights ship "
+                                 "inside the wheel; nothing is downloaded at run time)")
         values.setdefault("run_id", datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
                           + f"_{os.getpid()}")
         return cls(**values)

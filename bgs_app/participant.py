@@ -57,12 +57,19 @@ def write_boilerplate(context: RunContext):
     config = context.config
     wf = init_anat_preproc_wf(template=context.template, resolution=config.resolution,
                               registration=config.registration,
-                              check_plausibility=not config.skip_plausibility_checks)
+                              check_plausibility=not config.skip_plausibility_checks,
+                              skull_strip="skip" if config.skull_strip_t1w == "skip"
+                              else "force", skull_strip_method=config.skull_strip_method)
+    desc = wf.__desc__
+    if config.skull_strip_t1w == "auto":
+        desc += (" Images that were already brain-extracted (background on every face of "
+                 "the image and less than 2.5 l of non-zero voxels) kept their extraction: "
+                 "their non-zero voxels gave the brain mask.")
     from bgs_app.reports.references import bibtex, cited, reference_list
 
     body = (f"# Methods (participant level)\n\nResults were generated with bgs_app "
             f"{__version__}, which uses Nipype [@nipype] and ANTs [@ants] through antspyx.\n\n"
-            f"{wf.__desc__}")
+            f"{desc}")
     keys = cited(body)
     write_text(config.output_dir / "logs" / "CITATION.bib", bibtex(keys))
     return write_text(config.output_dir / "logs" / "CITATION.md",
@@ -99,6 +106,8 @@ def run_participant_level(config: Config, context: RunContext | None = None) -> 
         LOGGER.info("Wrote %d report(s)", len(written))
         return 0
     from bgs_app.workflows.execute import run_participant_workflow
+
+    write_boilerplate(context)  # logs/CITATION.md and .bib, as fMRIPrep writes every run
 
     failures = {}
     if missing:

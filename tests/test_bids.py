@@ -160,6 +160,10 @@ def test_snp_labels_never_collide():
     assert group_map_name("1:12345:A:G", "saliency") == \
         "snp-1x12345xAxG_desc-saliency_map.nii.gz"
     assert group_map_name("rs1", "saliency", "2") == "snp-rs1_genotype-2_desc-saliency_map.nii.gz"
+    # On a model grid, named as the participant maps are (space- and res- first).
+    grid = {"Template": "MNI152NLin2009aSym", "Resolution": 1.5}
+    assert group_map_name("rs1", "genotypecorr", grid=grid) == \
+        "space-MNI152NLin2009aSym_res-1p5_snp-rs1_desc-genotypecorr_map.nii.gz"
     assert group_regions_name("rs1", "genotypecorr") == "snp-rs1_desc-regions_genotypecorr.tsv"
     assert derivative_name({"sub": "01", "snp": "1:12345:A:G", "desc": "saliency"}, "map",
                            ".nii.gz") == "sub-01_snp-1x12345xAxG_desc-saliency_map.nii.gz"

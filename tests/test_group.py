@@ -91,7 +91,7 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
                                                             suffixes=("", "_split"))
     assert (merged["split"] == merged["split_split"]).all()
     truth = group_run["truth"]
-    saliency = sorted((group / "saliency").glob("snp-*_desc-saliency_map.nii.gz"))
+    saliency = sorted((group / "saliency").glob("space-*_res-*_snp-*_desc-saliency_map.nii.gz"))
     by_genotype = [p for p in saliency if "_genotype-" in p.name]
     assert len(saliency) - len(by_genotype) == len(scores["snp"].unique())
     assert {p.name.split("_genotype-")[1][0] for p in by_genotype} == {"0", "1", "2"}
@@ -99,7 +99,7 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
     assert regions["rank"].tolist()[:3] == [1, 2, 3] and "Hippocampus" in " ".join(
         regions["region"])
     # Genotype-correlation maps: one per SNP, |r| in [0, 1], with their sidecar and regions.
-    corr = sorted((group / "saliency").glob("snp-*_desc-genotypecorr_map.nii.gz"))
+    corr = sorted((group / "saliency").glob("space-*_res-*_snp-*_desc-genotypecorr_map.nii.gz"))
     assert len(corr) == len(scores["snp"].unique())
     data = nb.load(corr[0]).get_fdata()
     assert data.min() >= 0 and 0 < data.max() <= 1
@@ -143,7 +143,7 @@ def test_a_second_site_applies_the_model(group_run):
     assert set(perf["model"]) == {"cnn"}  # performance at the new site (genotypes given)
     # With genotypes, the new site gets genotype-correlation maps over its 12 subjects
     # (for the SNPs that vary among them).
-    corr = sorted((group / "saliency").glob("snp-*_desc-genotypecorr_map.nii.gz"))
+    corr = sorted((group / "saliency").glob("space-*_res-*_snp-*_desc-genotypecorr_map.nii.gz"))
     assert 0 < len(corr) <= scores["snp"].nunique()
     sidecar = json.loads(corr[0].with_name(corr[0].name.replace(".nii.gz", ".json"))
                          .read_text())
@@ -208,3 +208,4 @@ def test_group_report_renders_every_figure(group_run, tmp_path):
     # 3 training curves, saliency and genotype-correlation maps, forest plot, heatmap
     assert images >= 3 + 2 * n_snps + 2, title
     assert broken == 0, title
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -58,7 +59,7 @@ def test_affine_registration_error_below_2mm(participant_run):
     for label in SUBJECTS:
         anat = participant_run["out"] / f"sub-{label}/anat"
         xfm = ants.read_transform(str(anat / f"sub-{label}_from-T1w_to-MNI152NLin2009aSym_"
-                                             "mode-image_xfm.mat"))
+                                             "mode-image_desc-affine_xfm.mat"))
         native_to_template = ants.invert_ants_transform(xfm)
         truth = json.loads(_truth(participant_run["bids"], label, "xfm.json").read_text())
         true = np.array(truth["AffineNativeToTemplate"])
@@ -255,7 +256,7 @@ def test_kill_9_leaves_no_orphans_and_the_rerun_equals_an_uninterrupted_run(
          "--resolution", "4", "-w", str(tmp_path / "work2"), "--skip-bids-validation",
          "--seed", "1"], capture_output=True, text=True, timeout=600).returncode
     assert code == 0
-    xfm = "anat/sub-0001_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.mat"
+    xfm = "anat/sub-0001_from-T1w_to-MNI152NLin2009aSym_mode-image_desc-affine_xfm.mat"
     assert (other / "sub-0001" / xfm).read_bytes() != (out / "sub-0001" / xfm).read_bytes()
 
 
@@ -356,6 +357,14 @@ def test_real_whole_head_images(tmp_path):
                  "--resolution", "2", "-w", str(tmp_path / "work")])
     assert code == 1
     assert "partial field of view" in (out / "sub-pfov.html").read_text()
+    # --skull-strip-t1w auto (the default): FreeSurfer's brain keeps its extraction (its
+    # mask is its non-zero voxels), the whole heads are stripped.
+    for label in ("otsu", "colin", "fsbrain"):
+        record = json.loads((out / f"logs/participant/sub_{label}.json").read_text())
+        assert record["skull_strip_used"] == ("skip" if label == "fsbrain" else "force")
+    mask = nb.load(out / "sub-fsbrain/anat/sub-fsbrain_desc-brain_mask.nii.gz")
+    brain = nb.as_closest_canonical(nb.load(bids / "sub-fsbrain/anat/sub-fsbrain_T1w.nii.gz"))
+    assert _dice(np.asarray(mask.dataobj) > 0, np.asarray(brain.dataobj) > 0) > 0.99
     template = get_template()
     for label in ("otsu", "colin", "fsbrain"):
         img = nb.load(out / f"sub-{label}/anat/sub-{label}_space-MNI152NLin2009aSym_res-2_"
@@ -491,3 +500,145 @@ def test_multiproc_workers_run_with_either_start_method(tmp_path, start):
         assert parents == {os.getpid()}
     else:  # the forkserver's children
         assert parents and os.getpid() not in parents
+
+
+def _dice(a, b) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def _truth_mask(bids: Path, subject: str) -> Path:
+    return (bids / "derivatives/simulation-truth" / f"sub-{subject}" / "anat"
+            / f"sub-{subject}_desc-truth_mask.nii.gz")
+
+
+def test_auto_detects_brain_extracted_inputs(participant_run, tmp_path):
+    """``--skull-strip-t1w auto``: a simulated head is whole; the same head times its true
+    brain mask is brain-extracted; real heads are whole and FreeSurfer's brain is not."""
+    from bgs_app.interfaces.masks import is_skull_stripped
+
+    head = participant_run["bids"] / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    assert not is_skull_stripped(head)
+    img = nb.load(head)
+    truth = nb.load(_truth_mask(participant_run["bids"], "0001"))
+    stripped = tmp_path / "stripped.nii.gz"
+    nb.Nifti1Image(img.get_fdata() * (np.asarray(truth.dataobj) > 0), img.affine).to_filename(
+        stripped)
+    assert is_skull_stripped(stripped)
+    if REAL.is_dir():
+        assert is_skull_stripped(REAL / "fsbrain_T1w.mgz")
+        for name in ("otsu_T1w.nii.gz", "colin27_T1w.nii.gz", "partialfov_T1w.nii"):
+            assert not is_skull_stripped(REAL / name), name
+
+
+def test_skull_strip_skip_keeps_the_input_brain(participant_run, tmp_path):
+    """A brain-extracted input with ``--skull-strip-t1w skip`` keeps its brain: the mask is
+    its non-zero voxels (not a template mask that cuts into it), recorded as such."""
+    from bgs_app.cli.run import main
+
+    src = participant_run["bids"]
+    bids = make_bids_tree(tmp_path / "ds", [])
+    img = nb.load(src / "sub-0001/anat/sub-0001_T1w.nii.gz")
+    brain = np.asarray(nb.load(_truth_mask(src, "0001")).dataobj) > 0
+    dst = bids / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    dst.parent.mkdir(parents=True)
+    nb.Nifti1Image(img.get_fdata(dtype=np.float32) * brain, img.affine).to_filename(dst)
+    (bids / "participants.tsv").write_text("participant_id\nsub-0001\n")
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
+                 "--sloppy", "--resolution", "4", "--registration", "affine",
+                 "--skull-strip-t1w", "skip", "-w", str(tmp_path / "work")])
+    assert code == 0
+    mask_img = nb.load(out / "sub-0001/anat/sub-0001_desc-brain_mask.nii.gz")
+    truth = np.asarray(nb.as_closest_canonical(nb.load(_truth_mask(src, "0001"))).dataobj) > 0
+    mask = np.asarray(mask_img.dataobj) > 0
+    assert mask.shape == truth.shape
+    assert _dice(mask, truth) > 0.99
+    sidecar = json.loads((out / "sub-0001/anat/sub-0001_desc-preproc_T1w.json").read_text())
+    assert sidecar["SkullStripped"] is True
+    mask_meta = json.loads((out / "sub-0001/anat/sub-0001_desc-brain_mask.json").read_text())
+    assert "brain-extracted input" in mask_meta["Description"]
+    record = json.loads((out / "logs/participant/sub_0001.json").read_text())
+    assert record["skull_strip_used"] == "skip"
+    assert record["settings"]["skull_strip"] == "skip"
+    assert "already brain-extracted" in (out / "logs/CITATION.md").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepbet") is None,
+                    reason="deepbet is not installed (pip install 'bgs_app[deepbet]')")
+def test_deepbet_masks_a_simulated_head(participant_run, tmp_path):
+    """``--skull-strip-method deepbet`` masks a whole head close to its true brain, and the
+    boilerplate cites it."""
+    from bgs_app.cli.run import main
+
+    src = participant_run["bids"]
+    bids = make_bids_tree(tmp_path / "ds", [])
+    dst = bids / "sub-0002/anat/sub-0002_T1w.nii.gz"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes((src / "sub-0002/anat/sub-0002_T1w.nii.gz").read_bytes())
+    (bids / "participants.tsv").write_text("participant_id\nsub-0002\n")
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--nprocs", "2", "--omp-nthreads", "1",
+                 "--sloppy", "--resolution", "4", "--registration", "affine",
+                 "--skull-strip-method", "deepbet", "-w", str(tmp_path / "work")])
+    assert code == 0
+    mask = np.asarray(nb.load(out / "sub-0002/anat/sub-0002_desc-brain_mask.nii.gz").dataobj) > 0
+    truth = np.asarray(nb.as_closest_canonical(nb.load(_truth_mask(src, "0002"))).dataobj) > 0
+    # Justification: deepbet against the simulator's (template-derived) brain mask on 1 mm
+    # heads gave Dice 0.9x (benchmarks/results/skull_strip.json); these are 2 mm heads.
+    assert _dice(mask, truth) > 0.85
+    assert "Fisch" in (out / "logs/CITATION.md").read_text()
+    assert "deepbet" in (out / "logs/CITATION.bib").read_text()
+
+
+def test_deepbet_missing_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    """Asking for deepbet without the optional package: one clear message, exit 64."""
+    import importlib.util as iu
+
+    from bgs_app.cli.run import main
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec",
+                        lambda name, *a: None if name == "deepbet" else real(name, *a))
+    bids = make_bids_tree(tmp_path / "ds", ["sub-01/anat/sub-01_T1w.nii.gz"])
+    code = main([str(bids), str(tmp_path / "out"), "participant", "--skull-strip-method",
+                 "deepbet", "-w", str(tmp_path / "work")])
+    assert code == 64
+    err = capsys.readouterr().err
+    assert "bgs_app[deepbet]" in err and "Traceback" not in err
+
+
+def test_composite_transforms_resample_as_their_parts(participant_run):
+    """The sMRIPrep-style ``_xfm.h5`` files resample exactly as the affine and SyN field
+    they hold, both ways; the ``_dseg`` labels the brain with GM/WM/CSF (``dseg.tsv``)."""
+    import ants
+
+    out = participant_run["out"]
+    anat = out / "sub-0001/anat"
+    stem = "sub-0001_from-{a}_to-{b}_mode-image"
+    tpl = "MNI152NLin2009aSym"
+    t1w = ants.image_read(str(anat / "sub-0001_desc-preproc_T1w.nii.gz"))
+    template = ants.resample_image(ants.image_read(str(get_template().t1w_reg)), (4, 4, 4),
+                                   use_voxels=False)
+
+    def name(a, b, extra=""):
+        return str(anat / (stem.format(a=a, b=b) + extra))
+
+    fwd = ants.apply_transforms(template, t1w, [name("T1w", tpl, "_xfm.h5")]).numpy()
+    parts = ants.apply_transforms(template, t1w, [name("T1w", tpl, "_desc-nonlinear_xfm.nii.gz"),
+                                                  name("T1w", tpl, "_desc-affine_xfm.mat")])
+    assert np.abs(fwd - parts.numpy()).max() <= 1e-4 * np.abs(fwd).max()
+    assert np.corrcoef(fwd.ravel(), template.numpy().ravel())[0, 1] > 0.5  # it is aligned
+    back = ants.apply_transforms(t1w, template, [name(tpl, "T1w", "_xfm.h5")]).numpy()
+    back_parts = ants.apply_transforms(
+        t1w, template, [name("T1w", tpl, "_desc-affine_xfm.mat"),
+                        name(tpl, "T1w", "_desc-nonlinear_xfm.nii.gz")],
+        whichtoinvert=[True, False]).numpy()
+    assert np.abs(back - back_parts).max() <= 1e-4 * np.abs(back).max()
+    dseg = np.asarray(nb.load(anat / "sub-0001_dseg.nii.gz").dataobj)
+    mask = np.asarray(nb.load(anat / "sub-0001_desc-brain_mask.nii.gz").dataobj) > 0
+    assert set(np.unique(dseg)) == {0, 1, 2, 3}
+    assert ((dseg > 0) == mask).mean() > 0.999
+    gm = nb.load(anat / "sub-0001_label-GM_probseg.nii.gz").get_fdata()
+    assert gm[dseg == 1].mean() > 0.5 > gm[dseg == 2].mean()
+    table = pd.read_csv(out / "dseg.tsv", sep="\t")
+    assert table["abbreviation"].tolist() == ["GM", "WM", "CSF"]

@@ -220,15 +220,22 @@ def idps_path(model_t1w: Path) -> Path:
 
 # --- the group level's own files -------------------------------------------------------
 
-def group_map_name(snp: str, desc: str, genotype: int | str | None = None) -> str:
-    """A group map of one SNP: ``snp-<label>[_genotype-<k>]_desc-<desc>_map.nii.gz``."""
-    return derivative_name({"snp": snp, "genotype": genotype, "desc": desc}, "map",
+def group_map_name(snp: str, desc: str, genotype: int | str | None = None,
+                   grid: Mapping | None = None) -> str:
+    """A group map of one SNP on the model grid ``grid`` (see
+    :func:`bgs_app.grid.grid_metadata`):
+    ``space-<template>_res-<r>_snp-<label>[_genotype-<k>]_desc-<desc>_map.nii.gz``, as the
+    participant maps are named (without ``grid``, no ``space-``/``res-``)."""
+    space = {} if grid is None else {"space": grid["Template"],
+                                     "res": float(grid["Resolution"])}
+    return derivative_name({**space, "snp": snp, "genotype": genotype, "desc": desc}, "map",
                            ".nii.gz", needs_sub=False)
 
 
-def group_map_glob(desc: str) -> str:
-    """A glob of the group maps of every SNP (and genotype class) of one kind."""
-    return f"snp-*_desc-{desc}_map.nii.gz"
+def group_map_glob(desc: str, snp: str = "*") -> str:
+    """A glob of the group maps of every SNP (and genotype class) of one kind, on any
+    grid; ``snp`` narrows it to one SNP (its label, see :func:`snp_labels`)."""
+    return f"*snp-{snp}_desc-{desc}_map.nii.gz"
 
 
 def group_regions_name(snp: str, kind: str) -> str:
@@ -304,8 +311,24 @@ def write_bidsignore(output_dir: Path, patterns: Iterable[str]) -> Path:
     return write_text(path, "\n".join(lines) + "\n")
 
 
+#: Labels of ``_dseg.nii.gz`` (the BIDS derivatives example and ``dseg.tsv``): index,
+#: name, abbreviation; 0 is background (outside the brain mask).
+DSEG_LABELS = ((1, "Gray Matter", "GM"), (2, "White Matter", "WM"),
+               (3, "Cerebrospinal Fluid", "CSF"))
+
+
+def dseg_table() -> str:
+    """The look-up table ``dseg.tsv`` of :data:`DSEG_LABELS`."""
+    return "index\tname\tabbreviation\n" + "".join(
+        f"{i}\t{name}\t{abbr}\n" for i, name, abbr in DSEG_LABELS)
+
+
 def prepare_derivatives(output_dir: Path, bids_dir: Path | None = None) -> None:
-    """Make ``output_dir`` a derivatives dataset: description and ``.bidsignore``."""
+    """Make ``output_dir`` a derivatives dataset: description, ``.bidsignore`` and the
+    look-up table ``dseg.tsv`` of every ``_dseg`` image (BIDS inheritance)."""
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     write_derivative_description(output_dir, bids_dir)
     write_bidsignore(output_dir, BIDSIGNORE)
+    table = Path(output_dir) / "dseg.tsv"
+    if not table.is_file() or table.read_text() != dseg_table():
+        write_text(table, dseg_table())

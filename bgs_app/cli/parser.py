@@ -168,6 +168,18 @@ def get_parser() -> argparse.ArgumentParser:
                         help="process images whose brain or intracranial volume, or whose "
                              "similarity to the template after registration, looks "
                              "implausible (by default they fail, with the reason)")
+    g_conf.add_argument("--skull-strip-t1w", dest="skull_strip_t1w",
+                        choices=("auto", "force", "skip"),
+                        help="brain extraction: 'force' always, 'skip' for inputs that are "
+                             "already brain-extracted (their non-zero voxels are the brain), "
+                             "'auto' skips images whose faces are background and whose "
+                             "non-zero voxels fill less than 2.5 l" + _default("skull_strip_t1w"))
+    g_conf.add_argument("--skull-strip-method", dest="skull_strip_method",
+                        choices=("ants", "deepbet"),
+                        help="'ants': the template's brain mask through the registration, "
+                             "refined on the image; 'deepbet': a deep brain extractor "
+                             "(optional: pip install 'bgs_app[deepbet]')"
+                             + _default("skull_strip_method"))
     g_conf.add_argument("--seed", "--random-seed", dest="seed", type=int,
                         help="random seed of every random step: registration sampling (ANTs), "
                              "splits, training (augmentation, dropout, order)" + _default("seed"))

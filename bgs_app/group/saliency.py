@@ -48,7 +48,7 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
     maps_stage = stage(context, "saliency",
                        [[m.meta["weights_sha256"] for m in models], method, config.ig_steps,
                         config.saliency_by_genotype, "genotype-correlation-1"],
-                       [out / group_map_name(s, "saliency") for s in snps])
+                       [out / group_map_name(s, "saliency", grid=grid) for s in snps])
     if maps_stage.current():
         LOGGER.info("Group saliency is current; skipped")
         return
@@ -126,7 +126,7 @@ def write_saliency_outputs(context: RunContext, sums: dict, counts: dict, snps: 
             continue
         sigma = GROUP_SMOOTHING_MM / float(grid["Resolution"])
         mean = smooth_within_brain(total / counts[(snp, key)], sigma)
-        path = out / group_map_name(snp, "saliency", None if key == "all" else key)
+        path = out / group_map_name(snp, "saliency", None if key == "all" else key, grid)
         save_nifti(nb.Nifti1Image(mean, affine), path)
         meta = {"SNP": snp, "Method": method, "Subjects": int(counts[(snp, key)]),
                 "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
@@ -172,7 +172,7 @@ def write_genotype_correlation_outputs(context: RunContext, correlation, grid: d
     for snp, r in correlation.maps().items():
         j = correlation.snps.index(snp)
         data = smooth_within_brain(np.where(inside, np.abs(r), 0).astype(np.float32), sigma)
-        path = out / group_map_name(snp, "genotypecorr")
+        path = out / group_map_name(snp, "genotypecorr", grid=grid)
         save_nifti(nb.Nifti1Image(data, affine), path)
         write_json(sidecar_path(path), {
             "SNP": snp, "Method": method, "Subjects": int(correlation.count[j]),

@@ -66,3 +66,77 @@ class RefineMask(SimpleInterface):
         refine_mask(self.inputs.in_file, self.inputs.t1w, out)
         self._results["out_file"] = str(out)
         return runtime
+
+
+#: An image is taken as brain-extracted when its faces are background and its non-zero
+#: voxels fill less than this (litres): a brain with its CSF is 1.1–2.0 l, a head > 3 l.
+STRIPPED_MAX_LITRES = 2.5
+#: The share of face voxels allowed to be non-zero in a brain-extracted image.
+STRIPPED_MAX_FACE_FRACTION = 1e-3
+
+
+def is_skull_stripped(path: str | Path) -> bool:
+    """Whether a T1w image is already brain-extracted (``--skull-strip-t1w auto``).
+
+    As sMRIPrep's test, the faces of the image must be background (zero); and its
+    non-zero voxels must fill less than :data:`STRIPPED_MAX_LITRES`, which no whole head
+    does, so that a head with a zero background is not mistaken for a brain.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A T1w image (NIfTI or MGH).
+
+    Returns
+    -------
+    bool
+    """
+    img = nb.load(str(path))
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4:
+        data = data[..., 0]
+    faces = [data[0], data[-1], data[:, 0], data[:, -1], data[:, :, 0], data[:, :, -1]]
+    n_face = sum(f.size for f in faces)
+    nonzero_face = sum(int(np.count_nonzero(f)) for f in faces)
+    if nonzero_face > STRIPPED_MAX_FACE_FRACTION * n_face:
+        return False
+    litres = np.count_nonzero(data) * float(np.prod(img.header.get_zooms()[:3])) / 1e6
+    return litres < STRIPPED_MAX_LITRES
+
+
+def input_brain_mask(t1w_file, out_file) -> None:
+    """The brain mask of an input that is already brain-extracted: its non-zero voxels.
+
+    The largest connected part is kept and its holes filled (dark ventricles or sulci
+    set to zero by the extraction stay inside).
+    """
+    img = nb.load(str(t1w_file))
+    mask = np.asarray(img.dataobj) > 0
+    if mask.ndim == 4:
+        mask = mask[..., 0]
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum(mask, labels, range(1, n + 1))
+        mask = labels == (int(np.argmax(sizes)) + 1)
+    mask = ndimage.binary_fill_holes(mask)
+    out = nb.Nifti1Image(mask.astype(np.uint8), img.affine)
+    out.header.set_xyzt_units("mm", "sec")
+    out.to_filename(str(out_file))
+
+
+class _InputMaskInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="brain-extracted T1w, reoriented (zero outside the brain)")
+
+
+class InputBrainMask(SimpleInterface):
+    """Brain mask of a brain-extracted input (``--skull-strip-t1w skip``)."""
+
+    input_spec = _InputMaskInputSpec
+    output_spec = _OutSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "brain_mask.nii.gz"
+        input_brain_mask(self.inputs.in_file, out)
+        self._results["out_file"] = str(out)
+        return runtime

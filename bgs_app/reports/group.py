@@ -12,7 +12,6 @@ import pandas as pd
 from bgs_app import __version__
 from bgs_app.bids.derivatives import (
     group_map_glob,
-    group_map_name,
     group_regions_name,
     parse_name,
     sidecar_path,
@@ -117,7 +116,7 @@ def write_group_report(config: Config, template, group_dir: Path) -> Path:
                  "performance": _performance_line(perf, snp["SNP"]),
                  "claims": ", ".join(f"{m}: {c}" for m, c in pair_claims.get(snp["SNP"], []))
                  or "none tested"}
-        corr = maps / group_map_name(snp["SNP"], "genotypecorr")
+        corr = path.with_name(path.name.replace("_desc-saliency_", "_desc-genotypecorr_"))
         if corr.is_file():
             meta = json.loads(sidecar_path(corr).read_text())
             corr_regions = _read(maps / group_regions_name(snp["SNP"], "genotypecorr"))

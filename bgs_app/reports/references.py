@@ -35,6 +35,17 @@ WORKS: dict[str, dict[str, str]] = {
                 "journal": "Neuroinformatics", "volume": "9", "number": "4",
                 "pages": "381--400", "year": "2011", "doi": "10.1007/s12021-011-9109-y",
                 "short": "Avants et al. (2011) Neuroinformatics 9:381-400."},
+    "deepbet": {"type": "article",
+                "author": "Fisch, Lukas and Zumdick, Stefan and Barkhau, Carlotta and Emden, "
+                          "Daniel and Ernsting, Jan and Leenings, Ramona and Sarink, Kelvin "
+                          "and Winter, Nils R. and Risse, Benjamin and Dannlowski, Udo and "
+                          "Hahn, Tim",
+                "title": "deepbet: fast brain extraction of T1-weighted MRI using "
+                         "convolutional neural networks",
+                "journal": "Computers in Biology and Medicine", "volume": "179",
+                "pages": "108845", "year": "2024",
+                "doi": "10.1016/j.compbiomed.2024.108845",
+                "short": "Fisch et al. (2024) Comput Biol Med 179:108845."},
     "sfcn": {"type": "article", "author": "Peng, Han and Gong, Weikang and Beckmann, "
                                          "Christian F. and Vedaldi, Andrea and Smith, Stephen M.",
              "title": "Accurate brain age prediction with lightweight deep neural networks",

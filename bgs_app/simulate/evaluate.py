@@ -98,7 +98,7 @@ def saliency_aucs(study: Path, saliency_dir: Path, kind: str = "saliency"
     import nibabel as nb
     from nilearn.image import resample_to_img
 
-    from bgs_app.bids.derivatives import group_map_name
+    from bgs_app.bids.derivatives import group_map_glob, snp_label
 
     truth_dir = Path(study) / "derivatives/simulation-truth"
     truth = json.loads((truth_dir / "truth.json").read_text())
@@ -106,9 +106,10 @@ def saliency_aucs(study: Path, saliency_dir: Path, kind: str = "saliency"
     out: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
     for snp in [s["snp"] for s in truth["snps"]]:
-        path = Path(saliency_dir) / group_map_name(snp, kind)
-        if not causal or not path.is_file():
+        found = sorted(Path(saliency_dir).glob(group_map_glob(kind, snp_label(snp))))
+        if not causal or not found:
             continue
+        path = found[0]
         sal = nb.load(path)
         if not maps:
             maps = {c: resample_to_img(nb.load(truth_dir / f"effect_snp-{c}_map.nii.gz"), sal,

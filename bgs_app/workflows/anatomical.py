@@ -13,16 +13,23 @@ from bgs_app.interfaces.ants import (
 )
 from bgs_app.interfaces.idps import ComputeIDPs
 from bgs_app.interfaces.images import HeadMaskInit, LoadT1w
-from bgs_app.interfaces.masks import RefineMask
+from bgs_app.interfaces.masks import InputBrainMask, RefineMask
 from bgs_app.interfaces.modelgrid import ModelGridImage
 from bgs_app.interfaces.quality import PlausibilityCheck
-from bgs_app.interfaces.transforms import InvertAffine
+from bgs_app.interfaces.segmentation import TissueDseg
+from bgs_app.interfaces.transforms import CompositeTransform, InvertAffine
 from bgs_app.templates import ATLAS_NAME, Template
+
+#: ``--skull-strip-t1w`` values of a workflow (``auto`` is decided per image, before the
+#: workflow is built: see :func:`bgs_app.workflows.base.skull_strip_mode`).
+SKULL_STRIP_MODES = ("force", "skip")
+#: ``--skull-strip-method`` values.
+SKULL_STRIP_METHODS = ("ants", "deepbet")
 
 OUTPUTS = (
     "t1w_preproc", "head_mask", "brain_mask", "t1w2tpl_affine", "tpl2t1w_affine",
-    "t1w2tpl_warp", "tpl2t1w_warp", "gm_probseg", "wm_probseg", "csf_probseg",
-    "atlas_dseg", "idps", "model_t1w", "plausibility",
+    "t1w2tpl_warp", "tpl2t1w_warp", "t1w2tpl_xfm", "tpl2t1w_xfm", "gm_probseg",
+    "wm_probseg", "csf_probseg", "dseg", "atlas_dseg", "idps", "model_t1w", "plausibility",
 )
 
 
@@ -36,7 +43,8 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                          registration: str = "syn", sloppy: bool = False,
                          omp_nthreads: int = 1, participant_id: str = "sub-unknown",
                          session_id: str = "", seed: int = 0,
-                         check_plausibility: bool = True,
+                         check_plausibility: bool = True, skull_strip: str = "force",
+                         skull_strip_method: str = "ants",
                          name: str = "anat_preproc_wf") -> pe.Workflow:
     """Preprocess one T1w image: checks, N4, registration, mask, tissues, IDPs, model grid.
 
@@ -63,6 +71,14 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         Fail an image whose brain or intracranial volume, or whose similarity to the
         template after registration, is implausible (see
         :mod:`bgs_app.interfaces.quality`); False measures without failing.
+    skull_strip : {"force", "skip"}
+        ``force``: extract the brain (with ``skull_strip_method``); ``skip``: the input is
+        already brain-extracted, and its non-zero voxels are the brain mask.
+    skull_strip_method : {"ants", "deepbet"}
+        ``ants``: the template's brain mask through the inverse registration, refined on
+        the image; ``deepbet``: the deep brain extractor deepbet [@deepbet] (optional
+        dependency), whose mask then also restricts the brain-extracted registration
+        passes.
     name : str
         Workflow name.
 
@@ -82,8 +98,13 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     t1w2tpl_warp, tpl2t1w_warp
         SyN displacement fields (applied after / before the affine); undefined with
         ``registration="affine"``.
+    t1w2tpl_xfm, tpl2t1w_xfm
+        The whole transform (SyN and affine, or the affine alone) as one ITK composite
+        transform (``.h5``), as sMRIPrep writes it.
     gm_probseg, wm_probseg, csf_probseg
         Tissue probability maps (native space).
+    dseg
+        Discrete tissue segmentation (GM 1, WM 2, CSF 3; native space).
     atlas_dseg
         The label atlas in native space.
     idps
@@ -97,6 +118,23 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     """
     if registration not in ("syn", "affine"):
         raise ValueError("registration must be 'syn' or 'affine'")
+    if skull_strip not in SKULL_STRIP_MODES:
+        raise ValueError(f"skull_strip must be one of {SKULL_STRIP_MODES}")
+    if skull_strip_method not in SKULL_STRIP_METHODS:
+        raise ValueError(f"skull_strip_method must be one of {SKULL_STRIP_METHODS}")
+    # Where the brain mask comes from: the template's, brought back by the registration
+    # (ants), or one made before registration (deepbet, or the input's own extraction).
+    own_mask = skull_strip == "skip" or skull_strip_method == "deepbet"
+    if skull_strip == "skip":
+        mask_text = ("The input was already brain-extracted: its non-zero voxels (holes "
+                     "filled) gave the brain mask.")
+    elif skull_strip_method == "deepbet":
+        mask_text = ("The brain mask was computed with deepbet [@deepbet], a deep "
+                     "brain extractor, and restricted the brain-extracted passes.")
+    else:
+        mask_text = ("The template's brain mask, brought back through the inverse "
+                     "transform and refined on the image's intensities, gave the brain "
+                     "mask.")
     wf = pe.Workflow(name=name)
     wf.__desc__ = (
         "The T1-weighted (T1w) image was checked, reoriented to RAS and corrected for "
@@ -107,9 +145,8 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         "then with the brain extracted"
         + (", followed by symmetric image normalisation (SyN) [@ants]" if registration == "syn"
            else "")
-        + ". The template's brain mask, brought back through the inverse transform and "
-        "refined on the image's intensities, gave the brain mask. Grey matter, white matter "
-        "and CSF were segmented with Atropos [@atropos] "
+        + ". " + mask_text + " Grey matter, white matter and CSF were segmented with "
+        "Atropos [@atropos] "
         + ("using the template's tissue probability maps as priors, and regional grey-matter "
            f"volumes were computed over the {ATLAS_NAME} atlas brought to the subject. "
            if template.gm is not None else "initialised by k-means. ")
@@ -133,22 +170,12 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                                 coarse=True, seed=seed, num_threads=omp_nthreads),
                        name="register_head",
                        n_procs=omp_nthreads)
-    mask_coarse = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
-                                          out_name="mask_coarse.nii.gz",
-                                          num_threads=omp_nthreads),
-                          name="mask_coarse", n_procs=omp_nthreads)
-    refine_coarse = pe.Node(RefineMask(), name="refine_coarse")
     reg_brain = pe.Node(Register(fixed=str(template.t1w_reg), fixed_mask=str(template.mask_reg),
                                  fixed_mask_dilation=2, moving_mask_dilation=3,
                                  transform="Affine", sloppy=sloppy, seed=seed,
                                  num_threads=omp_nthreads), name="register_brain",
                         n_procs=omp_nthreads)
     invert = pe.Node(InvertAffine(), name="invert_affine")
-    mask_final = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
-                                         out_name="mask_final.nii.gz",
-                                         num_threads=omp_nthreads),
-                         name="mask_final", n_procs=omp_nthreads)
-    refine_final = pe.Node(RefineMask(), name="refine_final")
     has_priors = None not in (template.gm, template.wm, template.csf)
     atropos = pe.Node(AtroposSegment(iterations=2 if sloppy else 3, num_threads=omp_nthreads),
                       name="atropos", n_procs=omp_nthreads)
@@ -168,6 +195,38 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                                           enabled=check_plausibility),
                         name="plausibility")
 
+    if own_mask:
+        if skull_strip == "skip":
+            brain = pe.Node(InputBrainMask(), name="input_brain_mask")
+        else:
+            from bgs_app.interfaces.deepbet import DeepBetMask
+
+            brain = pe.Node(DeepBetMask(num_threads=omp_nthreads), name="deepbet_mask",
+                            n_procs=omp_nthreads)
+        wf.connect(load, "out_file", brain, "in_file")
+        coarse_src = final_src = brain
+    else:
+        mask_coarse = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
+                                              out_name="mask_coarse.nii.gz",
+                                              num_threads=omp_nthreads),
+                              name="mask_coarse", n_procs=omp_nthreads)
+        refine_coarse = pe.Node(RefineMask(), name="refine_coarse")
+        mask_final = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
+                                             out_name="mask_final.nii.gz",
+                                             num_threads=omp_nthreads),
+                             name="mask_final", n_procs=omp_nthreads)
+        refine_final = pe.Node(RefineMask(), name="refine_final")
+        wf.connect([
+            (n4, mask_coarse, [("out_file", "reference")]),
+            (reg_head, mask_coarse, [("inverse_transforms", "transforms"),
+                                     ("inverse_invert", "invert")]),
+            (mask_coarse, refine_coarse, [("out_file", "in_file")]),
+            (n4, refine_coarse, [("out_file", "t1w")]),
+            (n4, mask_final, [("out_file", "reference")]),
+            (mask_final, refine_final, [("out_file", "in_file")]),
+            (n4, refine_final, [("out_file", "t1w")]),
+        ])
+        coarse_src, final_src = refine_coarse, refine_final
     wf.connect([
         (inputnode, load, [("t1w", "in_file")]),
         (load, head, [("out_file", "in_file")]),
@@ -175,29 +234,21 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         (head, n4, [("head_mask", "mask_file")]),
         (n4, reg_head, [("out_file", "moving")]),
         (head, reg_head, [("init_transform", "initial_transform")]),
-        (n4, mask_coarse, [("out_file", "reference")]),
-        (reg_head, mask_coarse, [("inverse_transforms", "transforms"),
-                                 ("inverse_invert", "invert")]),
-        (mask_coarse, refine_coarse, [("out_file", "in_file")]),
-        (n4, refine_coarse, [("out_file", "t1w")]),
         (n4, reg_brain, [("out_file", "moving")]),
-        (refine_coarse, reg_brain, [("out_file", "moving_mask")]),
+        (coarse_src, reg_brain, [("out_file", "moving_mask")]),
         (reg_head, reg_brain, [("affine", "initial_transform")]),
         (reg_brain, invert, [("affine", "in_file")]),
-        (n4, mask_final, [("out_file", "reference")]),
-        (mask_final, refine_final, [("out_file", "in_file")]),
-        (n4, refine_final, [("out_file", "t1w")]),
         (n4, atropos, [("out_file", "in_file")]),
-        (refine_final, atropos, [("out_file", "mask_file")]),
+        (final_src, atropos, [("out_file", "mask_file")]),
         (atropos, idps, [("gm", "gm"), ("wm", "wm"), ("csf", "csf")]),
-        (refine_final, idps, [("out_file", "mask")]),
+        (final_src, idps, [("out_file", "mask")]),
         (reg_brain, idps, [("affine", "affine")]),
         (n4, model, [("out_file", "t1w")]),
-        (refine_final, model, [("out_file", "mask")]),
+        (final_src, model, [("out_file", "mask")]),
         (reg_brain, model, [("affine", "affine")]),
         (n4, outputnode, [("out_file", "t1w_preproc")]),
         (head, outputnode, [("head_mask", "head_mask")]),
-        (refine_final, outputnode, [("out_file", "brain_mask")]),
+        (final_src, outputnode, [("out_file", "brain_mask")]),
         (reg_brain, outputnode, [("affine", "t1w2tpl_affine")]),
         (invert, outputnode, [("out_file", "tpl2t1w_affine")]),
         (atropos, outputnode, [("gm", "gm_probseg"), ("wm", "wm_probseg"),
@@ -217,7 +268,7 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                           n_procs=omp_nthreads)
         wf.connect([
             (n4, reg_syn, [("out_file", "moving")]),
-            (refine_coarse, reg_syn, [("out_file", "moving_mask")]),
+            (coarse_src, reg_syn, [("out_file", "moving_mask")]),
             (reg_brain, reg_syn, [("affine", "initial_transform")]),
             (reg_syn, outputnode, [("warp", "t1w2tpl_warp"),
                                    ("inverse_warp", "tpl2t1w_warp")]),
@@ -225,7 +276,21 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         inverse_source = reg_syn
     else:
         inverse_source = reg_brain
-    warped = [mask_final]
+    # The whole transform in one composite file each way (sMRIPrep's .h5).
+    xfm_fwd = pe.Node(CompositeTransform(out_name="t1w2tpl_xfm.h5"), name="composite_t1w2tpl")
+    xfm_inv = pe.Node(CompositeTransform(out_name="tpl2t1w_xfm.h5"), name="composite_tpl2t1w")
+    dseg = pe.Node(TissueDseg(), name="tissue_dseg")
+    wf.connect([
+        (inverse_source, xfm_fwd, [("forward_transforms", "transforms")]),
+        (inverse_source, xfm_inv, [("inverse_transforms", "transforms"),
+                                   ("inverse_invert", "invert")]),
+        (xfm_fwd, outputnode, [("out_file", "t1w2tpl_xfm")]),
+        (xfm_inv, outputnode, [("out_file", "tpl2t1w_xfm")]),
+        (atropos, dseg, [("gm", "gm"), ("wm", "wm"), ("csf", "csf")]),
+        (final_src, dseg, [("out_file", "mask")]),
+        (dseg, outputnode, [("out_file", "dseg")]),
+    ])
+    warped = [] if own_mask else [mask_final]
     if has_priors:
         wf.connect(inverse_source, "inverse_transforms", atropos, "prior_transforms")
         wf.connect(inverse_source, "inverse_invert", atropos, "prior_invert")

@@ -46,12 +46,39 @@ def record_path(output_dir: Path, t1w: T1wInput) -> Path:
 
 
 def branch_settings(*, template: str, resolution: float, registration: str, sloppy: bool,
-                    seed: int, scoring: ScoringOptions | None = None) -> dict:
+                    seed: int, scoring: ScoringOptions | None = None,
+                    skull_strip: str = "force", skull_strip_method: str = "ants") -> dict:
     """The settings a branch's outputs depend on (recorded in its completion record;
-    outputs made with other settings are stale)."""
+    outputs made with other settings are stale). ``skull_strip`` is the mode requested
+    (``auto`` included): what ``auto`` decides depends on the input only, whose content
+    the record pins."""
     return {"template": template, "resolution": resolution, "registration": registration,
-            "sloppy": sloppy, "seed": seed,
+            "sloppy": sloppy, "seed": seed, "skull_strip": skull_strip,
+            "skull_strip_method": skull_strip_method,
             **(scoring.settings() if scoring is not None else {})}
+
+
+def skull_strip_mode(requested: str, t1w_path: Path) -> str:
+    """The skull-stripping mode of one image: ``force`` or ``skip``.
+
+    Parameters
+    ----------
+    requested : {"auto", "force", "skip"}
+        ``--skull-strip-t1w``; ``auto`` skips images that are already brain-extracted
+        (:func:`bgs_app.interfaces.masks.is_skull_stripped`), as sMRIPrep decides when it
+        builds its workflow.
+    t1w_path : pathlib.Path
+        The raw T1w image.
+    """
+    if requested != "auto":
+        return requested
+    from bgs_app.interfaces.masks import is_skull_stripped
+
+    try:
+        stripped = is_skull_stripped(t1w_path)
+    except Exception:  # noqa: BLE001 - unreadable: the workflow's first node says why
+        stripped = False
+    return "skip" if stripped else "force"
 
 
 def provenance(t1w: T1wInput, settings: dict) -> dict:
@@ -79,8 +106,13 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
     paths = {
         "t1w_preproc": path({"desc": "preproc"}, "T1w", ".nii.gz"),
         "brain_mask": path({"desc": "brain"}, "mask", ".nii.gz"),
-        "t1w2tpl_affine": path({"from": "T1w", "to": template, "mode": "image"}, "xfm", ".mat"),
-        "tpl2t1w_affine": path({"from": template, "to": "T1w", "mode": "image"}, "xfm", ".mat"),
+        "t1w2tpl_xfm": path({"from": "T1w", "to": template, "mode": "image"}, "xfm", ".h5"),
+        "tpl2t1w_xfm": path({"from": template, "to": "T1w", "mode": "image"}, "xfm", ".h5"),
+        "t1w2tpl_affine": path({"from": "T1w", "to": template, "mode": "image",
+                                "desc": "affine"}, "xfm", ".mat"),
+        "tpl2t1w_affine": path({"from": template, "to": "T1w", "mode": "image",
+                                "desc": "affine"}, "xfm", ".mat"),
+        "dseg": path({}, "dseg", ".nii.gz"),
         "gm_probseg": path({"label": "GM"}, "probseg", ".nii.gz"),
         "wm_probseg": path({"label": "WM"}, "probseg", ".nii.gz"),
         "csf_probseg": path({"label": "CSF"}, "probseg", ".nii.gz"),
@@ -105,22 +137,41 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
     return paths
 
 
+def _mask_description(template: str, registration: str, skull_strip: str,
+                      skull_strip_method: str) -> str:
+    if skull_strip == "skip":
+        return "Non-zero voxels of the brain-extracted input (holes filled)"
+    if skull_strip_method == "deepbet":
+        return "Brain mask by deepbet (a deep brain extractor)"
+    return (f"{template} brain mask through the inverse "
+            f"{'SyN' if registration == 'syn' else 'affine'} transform, refined on the T1w")
+
+
 def _metadata(name: str, source: str, template: str, resolution: float,
-              registration: str) -> dict:
+              registration: str, skull_strip: str = "force",
+              skull_strip_method: str = "ants") -> dict:
     sources = [source]
     spatial = "orig"
+    parts = "SyN and affine" if registration == "syn" else "affine"
     meta = {
-        "t1w_preproc": {"SkullStripped": False, "Sources": sources,
+        "t1w_preproc": {"SkullStripped": skull_strip == "skip", "Sources": sources,
                         "Description": "T1w reoriented to RAS and corrected for intensity "
                                        "non-uniformity (N4)"},
         "brain_mask": {"Type": "Brain", "Sources": sources, "SpatialReference": spatial,
-                       "Description": f"{template} brain mask through the inverse "
-                                      f"{'SyN' if registration == 'syn' else 'affine'} "
-                                      "transform, refined on the T1w"},
+                       "Description": _mask_description(template, registration, skull_strip,
+                                                        skull_strip_method)},
         "t1w2tpl_affine": {"Description": f"ITK affine (antspyx): resamples the T1w into "
                                           f"{template} (template-to-T1w point mapping)"},
         "tpl2t1w_affine": {"Description": f"ITK affine (antspyx): resamples {template} "
                                           "images into the T1w"},
+        "t1w2tpl_xfm": {"Description": f"ITK composite transform (HDF5, {parts}): "
+                                       f"resamples the T1w into {template} with "
+                                       "antsApplyTransforms"},
+        "tpl2t1w_xfm": {"Description": f"ITK composite transform (HDF5, {parts}): "
+                                       f"resamples {template} images into the T1w"},
+        "dseg": {"Sources": sources, "SpatialReference": spatial, "Manual": False,
+                 "Description": "Most probable tissue in the brain mask (Atropos posteriors): "
+                                "labels in dseg.tsv at the dataset root"},
         "t1w2tpl_warp": {"Description": "SyN displacement field applied after the affine"},
         "tpl2t1w_warp": {"Description": "Inverse SyN displacement field, applied before the "
                                         "inverse affine"},
@@ -142,7 +193,8 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                        resolution: float, registration: str, sloppy: bool,
                        omp_nthreads: int, bids_dir: Path,
                        scoring: ScoringOptions | None = None, seed: int = 0,
-                       check_plausibility: bool = True) -> pe.Workflow:
+                       check_plausibility: bool = True, skull_strip: str = "auto",
+                       skull_strip_method: str = "ants") -> pe.Workflow:
     """Preprocess one T1w image and write its derivatives (then its completion record).
 
     Parameters
@@ -163,6 +215,11 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
         Seed of the registrations (see :func:`init_anat_preproc_wf`).
     check_plausibility : bool
         See :func:`init_anat_preproc_wf`.
+    skull_strip : {"auto", "force", "skip"}
+        ``--skull-strip-t1w`` (``auto`` is decided here, from the image: see
+        :func:`skull_strip_mode`).
+    skull_strip_method : {"ants", "deepbet"}
+        See :func:`init_anat_preproc_wf`.
 
     Returns
     -------
@@ -171,11 +228,13 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
     name = branch_name(t1w)
     wf = pe.Workflow(name=f"single_t1w_{name}")
     ents = branch_entities(t1w)
+    mode = skull_strip_mode(skull_strip, Path(t1w.path))
     anat = init_anat_preproc_wf(
         template=template, resolution=resolution, registration=registration, sloppy=sloppy,
         omp_nthreads=omp_nthreads, participant_id=f"sub-{t1w.subject}",
         session_id=f"ses-{t1w.session}" if t1w.session else "", seed=seed,
-        check_plausibility=check_plausibility)
+        check_plausibility=check_plausibility, skull_strip=mode,
+        skull_strip_method=skull_strip_method)
     anat.inputs.inputnode.t1w = str(t1w.path)
     try:
         source = "bids:raw:" + t1w.path.relative_to(bids_dir).as_posix()
@@ -192,7 +251,8 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                                        ("outputnode.tpl2t1w_affine",
                                         "inputnode.tpl2t1w_affine")])])
     for index, (output, path) in enumerate(paths.items(), start=1):
-        meta = _metadata(output, source, template.name, resolution, registration)
+        meta = _metadata(output, source, template.name, resolution, registration, mode,
+                         skull_strip_method)
         node = pe.Node(DerivativesSink(out_path=str(path)), name=f"ds_{output}",
                        run_without_submitting=True)
         if output.startswith("saliency_"):
@@ -220,10 +280,12 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
         wf.connect(node, "out_file", merge, f"in{index}")
     settings = branch_settings(template=template.name, resolution=resolution,
                                registration=registration, sloppy=sloppy, seed=seed,
-                               scoring=scoring)
+                               scoring=scoring, skull_strip=skull_strip,
+                               skull_strip_method=skull_strip_method)
     stamp = pe.Node(CompletionRecord(record=str(record_path(output_dir, t1w)),
                                      provenance={**provenance(t1w, settings),
-                                                 "entities": ents}),
+                                                 "entities": ents,
+                                                 "skull_strip_used": mode}),
                     name="completion_record", run_without_submitting=True)
     wf.connect(merge, "out", stamp, "outputs")
     return wf
@@ -234,6 +296,7 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
                         registration: str = "syn", sloppy: bool = False,
                         omp_nthreads: int = 1, scoring: ScoringOptions | None = None,
                         seed: int = 0, check_plausibility: bool = True,
+                        skull_strip: str = "auto", skull_strip_method: str = "ants",
                         name: str = "bgs_app_participant_wf") -> pe.Workflow:
     """The participant level: one branch per T1w image.
 
@@ -254,6 +317,10 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
         Seed of the registrations (``--seed``).
     check_plausibility : bool
         Fail implausible images (``--skip-plausibility-checks`` turns it off).
+    skull_strip : {"auto", "force", "skip"}
+        ``--skull-strip-t1w`` (see :func:`init_single_t1w_wf`).
+    skull_strip_method : {"ants", "deepbet"}
+        ``--skull-strip-method``.
     name : str
 
     Returns
@@ -267,6 +334,7 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
             t1w=t1w, output_dir=output_dir, template=template, resolution=resolution,
             registration=registration, sloppy=sloppy, omp_nthreads=omp_nthreads,
             bids_dir=bids_dir, scoring=scoring, seed=seed,
-            check_plausibility=check_plausibility)])
+            check_plausibility=check_plausibility, skull_strip=skull_strip,
+            skull_strip_method=skull_strip_method)])
     return wf
 

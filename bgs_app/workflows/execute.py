@@ -46,7 +46,9 @@ def settings_of(config: Config, template_name: str,
     """The settings a branch's outputs depend on (recorded in its completion record)."""
     return branch_settings(template=template_name, resolution=config.resolution,
                            registration=config.registration, sloppy=config.sloppy,
-                           seed=config.seed, scoring=scoring)
+                           seed=config.seed, scoring=scoring,
+                           skull_strip=config.skull_strip_t1w,
+                           skull_strip_method=config.skull_strip_method)
 
 
 def scoring_options(config: Config, template_name: str) -> ScoringOptions | None:
@@ -176,7 +178,9 @@ def run_participant_workflow(context: RunContext, inputs: list[T1wInput],
                 template=template, resolution=config.resolution,
                 registration=config.registration, sloppy=config.sloppy,
                 omp_nthreads=config.threads_per_process, scoring=scoring,
-                seed=config.seed, check_plausibility=not config.skip_plausibility_checks)
+                seed=config.seed, check_plausibility=not config.skip_plausibility_checks,
+                skull_strip=config.skull_strip_t1w,
+                skull_strip_method=config.skull_strip_method)
             wf.base_dir = str(base)
             try:
                 args = {**plugin_args, "status_callback": progress}
