@@ -209,3 +209,44 @@ def test_group_report_renders_every_figure(group_run, tmp_path):
     assert images >= 3 + 2 * n_snps + 2, title
     assert broken == 0, title
 
+
+def test_torchrun_ranks_share_scoring_and_saliency(group_run, tmp_path):
+    """``torchrun`` with two ranks (gloo on CPU): training, scoring and saliency are
+    shared, rank 0 writes; the written scores are those of the written bundles, and the
+    maps count every held-out image once."""
+    from bgs_app.model.bundle import load_bundle
+    from bgs_app.model.scores import predict_volumes
+
+    out = tmp_path / "out"
+    shutil.copytree(group_run["out1"], out, ignore=shutil.ignore_patterns("group"))
+    site = group_run["site1"]
+    snps = group_run["base"] / "snps.txt"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", "2", "-m", "bgs_app", str(site), str(out), "group",
+            *COMMON, *TRAIN, "--nprocs", "1", "--genotypes", str(site / "genetics/study"),
+            "--snps-file", str(snps), "-w", str(tmp_path / "work")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    group = out / "group"
+    scores = pd.read_csv(group / "scores.tsv", sep="\t")
+    images = {p.name.split("_")[0]: p for p in out.glob(
+        "sub-*/anat/*_desc-model_T1w.nii.gz")}
+    for fold, rows in scores.groupby("split"):
+        model, meta = load_bundle(group / "model" / fold)
+        pids = list(dict.fromkeys(rows["participant_id"]))
+        probs = predict_volumes(model, [np.asarray(nb.load(images[p]).dataobj, np.float32)
+                                        for p in pids])
+        wide = rows.pivot(index="participant_id", columns="snp", values="p2").loc[pids]
+        order = [s["snp"] for s in meta["snps"]]
+        expected = probs[:, order.index(wide.columns[0]), 2]
+        # The store holds float16 images: scores from it differ from float32 in the 3rd
+        # decimal at most.
+        np.testing.assert_allclose(wide.iloc[:, 0].to_numpy(), expected, atol=5e-3)
+    maps = sorted((group / "saliency").glob("space-*_snp-*_desc-saliency_map.nii.gz"))
+    maps = [m for m in maps if "_genotype-" not in m.name]
+    assert maps
+    held_out = scores["participant_id"].nunique()
+    for path in maps:
+        meta = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert meta["Subjects"] == held_out  # every image once, summed over the ranks
+        assert np.isfinite(nb.load(path).get_fdata()).all()

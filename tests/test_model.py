@@ -261,6 +261,68 @@ def test_training_under_torchrun_two_processes(signal_store, tmp_path):
     np.testing.assert_array_equal(np.load(out / "rank0.npy"), np.load(out / "rank1.npy"))
 
 
+def test_scoring_and_saliency_shared_between_torchrun_ranks(signal_store, tmp_path):
+    """Under torchrun (two processes, gloo) each rank scores and attributes its share of
+    the images; the summed shares equal what one process computes alone: probabilities,
+    mean saliency and genotype-correlation maps (the accumulators moved to one shift)."""
+    import subprocess
+    import sys
+
+    from bgs_app.model.network import SFCN
+    from bgs_app.model.saliency import GenotypeCorrelation, group_saliency
+    from bgs_app.model.scores import predict_volumes
+
+    store, dosages, folder = signal_store
+    np.save(tmp_path / "dosages.npy", dosages)
+    rows = list(range(3, 30))
+    script = tmp_path / "shared.py"
+    script.write_text(
+        "import os, sys, numpy as np, torch\n"
+        "from bgs_app.model import distributed\n"
+        "from bgs_app.model.network import SFCN\n"
+        "from bgs_app.model.saliency import GenotypeCorrelation, group_saliency\n"
+        "from bgs_app.model.scores import predict_rows\n"
+        "from bgs_app.model.store import TensorStore\n"
+        "torch.set_num_threads(1)\n"
+        "torch.manual_seed(0)\n"
+        "model = SFCN(2, channels=(4, 8, 8, 8, 8, 4)).eval()\n"
+        f"store = TensorStore({str(folder / 'store')!r})\n"
+        f"d = np.load({str(tmp_path / 'dosages.npy')!r})\n"
+        f"rows = {rows!r}\n"
+        "probs = predict_rows(model, store, rows)\n"
+        "corr = GenotypeCorrelation(['sig', 'null'], d[rows])\n"
+        "mine = distributed.shard(rows)\n"
+        "maps = group_saliency(model, (store[r] for r in mine), ['sig', 'null'],\n"
+        "                      method='gradient', correlation=corr,\n"
+        "                      dosages=[d[r] for r in mine])\n"
+        "total = distributed.all_reduce_sum(maps['sig']['all'].astype(np.float64)\n"
+        "                                   * len(mine))\n"
+        "n = distributed.all_reduce_sum(np.array([len(mine)]))[0]\n"
+        "corr.reduce(distributed.all_reduce_sum, store[0].shape)\n"
+        "np.savez(os.path.join(sys.argv[1], f'rank{os.environ[\"RANK\"]}.npz'),\n"
+        "         probs=probs, saliency=total / n, corr=corr.maps()['sig'], mine=len(mine))\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", str(script), str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [np.load(out / f"rank{r}.npz") for r in (0, 1)]
+    assert [int(r["mine"]) for r in ranks] == [14, 13]  # each rank took its share
+    torch.manual_seed(0)
+    model = SFCN(2, channels=(4, 8, 8, 8, 8, 4)).eval()
+    expected = predict_volumes(model, (store[r] for r in rows))
+    corr = GenotypeCorrelation(["sig", "null"], dosages[rows])
+    alone = group_saliency(model, (store[r] for r in rows), ["sig", "null"],
+                           method="gradient", correlation=corr,
+                           dosages=[dosages[r] for r in rows])
+    for rank in ranks:
+        np.testing.assert_allclose(rank["probs"], expected, atol=1e-6)
+        np.testing.assert_allclose(rank["saliency"], alone["sig"]["all"], rtol=1e-4,
+                                   atol=1e-6)
+        np.testing.assert_allclose(rank["corr"], corr.maps()["sig"], atol=1e-4)
+
+
 def test_killed_training_resumes_to_identical_weights(signal_store, tmp_path):
     import os
     import signal

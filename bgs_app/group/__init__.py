@@ -92,7 +92,8 @@ def run_group_level(config: Config, context: RunContext | None = None) -> int:
 def train_and_score(context: RunContext, inputs) -> None:
     """Train mode, every stage up to the associations (the report is written after).
 
-    Ranks other than 0 under ``torchrun`` take part in training only.
+    Ranks other than 0 under ``torchrun`` take part in training, scoring and saliency
+    (each a share of the images), and write nothing.
     """
     from bgs_app.grid import grid_metadata
     from bgs_app.group.associations import associate_scores
@@ -112,12 +113,15 @@ def train_and_score(context: RunContext, inputs) -> None:
     grid = grid_metadata(inputs.resolution, inputs.template)
     store = build_store(context, images, grid)
     models = train_models(context, store, images, dosages, split, alleles, grid)
-    if not context.is_main:
-        return
+    # Under torchrun every rank scores, and computes saliency for, a share of the
+    # held-out images; rank 0 writes the tables and maps, and alone runs what follows.
     probs, scored = score_held_out(context, models, store, images, split)
-    write_held_out_scores(context, probs, scored, images, dosages, models, alleles)
+    if context.is_main:
+        write_held_out_scores(context, probs, scored, images, dosages, models, alleles)
     if not context.config.no_saliency:
         held_out_maps(context, models, store, images, dosages, grid)
+    if not context.is_main:
+        return
     idp_scores = idp_baseline(context, images, dosages, split)
     associate_scores(context, inputs, dosages, idp_scores, alleles=alleles,
                      tested=genotypes.snp_qc[["snp", "chrom", "pos"]])

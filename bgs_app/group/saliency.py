@@ -17,6 +17,7 @@ import pandas as pd
 from bgs_app.bids.derivatives import group_map_name, group_regions_name, sidecar_path
 from bgs_app.config import GROUP_SMOOTHING_MM, RunContext
 from bgs_app.group.stage import stage
+from bgs_app.model import distributed
 from bgs_app.utils.progress import tracked
 from bgs_app.utils.tables import write_table
 
@@ -38,7 +39,11 @@ def _method(context: RunContext) -> str:
 
 def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame,
                   dosages: pd.DataFrame, grid: dict) -> None:
-    """Group maps over the held-out images of every model (skipped when current)."""
+    """Group maps over the held-out images of every model (skipped when current).
+
+    Under ``torchrun`` every rank calls it and computes the maps of a share of the
+    images; rank 0 writes the sums.
+    """
     from bgs_app.model.saliency import GenotypeCorrelation, group_saliency
 
     config = context.config
@@ -61,7 +66,11 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
     correlation = GenotypeCorrelation(
         snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float))
     sums, counts = {}, {}
+    device = distributed.device_for_rank(context.device)
     for name, model, rows in held:
+        # Under torchrun every rank takes its share of the images; the sums are added up
+        # over the ranks below.
+        rows = distributed.shard(rows)
         subject_dosages = [dosages.loc[images["participant_id"][i]].to_numpy(float)
                            for i in rows]
         groups = subject_dosages if config.saliency_by_genotype else None
@@ -72,13 +81,26 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
         maps = group_saliency(model, volumes, snps, method=method,
                               groups=groups, correlation=correlation,
                               dosages=subject_dosages, n_steps=config.ig_steps,
-                              device=context.device)
+                              device=device)
         for snp, by_key in maps.items():
             for key, amap in by_key.items():
                 n = len(rows) if key == "all" else sum(
                     1 for g in groups if g[snps.index(snp)] == int(key))
                 sums[(snp, key)] = sums.get((snp, key), 0) + amap * n
                 counts[(snp, key)] = counts.get((snp, key), 0) + n
+    if context.distributed:
+        shape = tuple(int(v) for v in grid["Shape"])
+        keys = [(s, k) for s in snps
+                for k in ["all", *(["0", "1", "2"] if config.saliency_by_genotype else [])]]
+        zeros = np.zeros(shape, np.float64)
+        for key in keys:
+            total = np.asarray(sums.get(key, zeros), np.float64)
+            sums[key] = distributed.all_reduce_sum(total).astype(np.float32)
+            counts[key] = int(distributed.all_reduce_sum(
+                np.array([counts.get(key, 0)], np.int64))[0])
+        correlation.reduce(distributed.all_reduce_sum, shape)
+        if not context.is_main:
+            return
     write_saliency_outputs(context, sums, counts, snps, grid, method)
     write_genotype_correlation_outputs(context, correlation, grid, method)
     maps_stage.done()

@@ -21,6 +21,8 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
                    split: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """Probabilities of every image from the model that did not train on it.
 
+    Under ``torchrun`` every rank calls it and scores a share of the images.
+
     Returns
     -------
     probs : numpy.ndarray
@@ -28,8 +30,7 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
     scored : pandas.Series
         Per image, the set or fold the scoring model held it in.
     """
-    from bgs_app.model.scores import predict_volumes
-    from bgs_app.utils.progress import tracked
+    from bgs_app.model.scores import predict_rows
 
     probs = np.full((len(images), models[0].model.n_snps, 3), np.nan)
     scored = pd.Series("", index=images.index)
@@ -39,9 +40,9 @@ def score_held_out(context: RunContext, models: list, store, images: pd.DataFram
         else:
             test = set(trained.test)
             rows = [i for i, p in enumerate(images["participant_id"]) if p in test]
-        volumes = tracked((store[r] for r in rows), f"{trained.name}: scoring", len(rows),
-                          "image")
-        probs[rows] = predict_volumes(trained.model, volumes, device=context.device)
+        # Under torchrun every rank scores its share (and every rank gets all scores).
+        probs[rows] = predict_rows(trained.model, store, rows, device=context.device,
+                                   label=f"{trained.name}: scoring")
         scored.iloc[rows] = [split[p] for p in images["participant_id"].iloc[rows]]
     return probs, scored
 

@@ -90,10 +90,10 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     Returns
     -------
     list of TrainedModel
-        Empty on ranks other than 0.
+        On every rank (under ``torchrun`` each loads the bundles rank 0 wrote).
     """
     from bgs_app.group.split import model_sets
-    from bgs_app.model.bundle import load_bundle, save_bundle
+    from bgs_app.model.bundle import load_bundle
     from bgs_app.model.train import TrainConfig, train_model
 
     config = context.config
@@ -123,10 +123,9 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                  split.to_dict(), vars(cfg), snps]
         trained = stage(context, f"train-{name}", parts, [bundle_dir / "model.json"])
         if trained.current():  # every rank agrees
-            if context.is_main:
-                model, meta = load_bundle(bundle_dir)
-                LOGGER.info("%s: trained model is current; reusing %s", name, bundle_dir)
-                models.append(TrainedModel(name, model, test, meta))
+            model, meta = load_bundle(bundle_dir)
+            LOGGER.info("%s: trained model is current; reusing %s", name, bundle_dir)
+            models.append(TrainedModel(name, model, test, meta))
             continue
         checkpoints = stage(context, f"run-{name}", parts, [train_dir])
         stale = train_dir.exists() and not checkpoints.current()
@@ -140,30 +139,37 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                     name, len(train), len(val), len(test))
         model, log = train_model(store, rows(train), dos(train), rows(val), dos(val), snps,
                                  train_dir, cfg, label=f"{name} ({k + 1}/{len(sets)})")
-        if not context.is_main:
-            continue
         metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)
-        save_bundle(model.cpu(), bundle_dir, snps=snps,
-                    counted_alleles=alleles["counted_allele"].to_dict(),
-                    other_alleles=alleles["other_allele"].to_dict(),
-                    allele_freqs={k: round(float(v), 6) for k, v in
-                                  alleles["counted_allele_freq"].items()},
-                    grid=grid,
-                    training=_training_summary(context, cfg, train, val, test, log, name),
-                    metrics=metrics, training_log=train_dir / "training_log.tsv")
-        trained.done()
+        if context.is_main:
+            _save(model, bundle_dir, snps, alleles, grid,
+                  _training_summary(context, cfg, train, val, test, log, name), metrics,
+                  train_dir)
+            trained.done()
+        distributed.barrier()  # the bundle is written: every rank scores with it
         model, meta = load_bundle(bundle_dir)
         models.append(TrainedModel(name, model, test, meta))
     return models
 
 
+def _save(model, bundle_dir, snps, alleles, grid, training, metrics, train_dir) -> None:
+    from bgs_app.model.bundle import save_bundle
+
+    save_bundle(model.cpu(), bundle_dir, snps=snps,
+                counted_alleles=alleles["counted_allele"].to_dict(),
+                other_alleles=alleles["other_allele"].to_dict(),
+                allele_freqs={k: round(float(v), 6) for k, v in
+                              alleles["counted_allele_freq"].items()},
+                grid=grid, training=training, metrics=metrics,
+                training_log=train_dir / "training_log.tsv")
+
+
 def _held_out_metrics(model, store, rows: list[int], dosages: np.ndarray, snps: list[str],
                       device: str) -> list[dict]:
     """Per-SNP metrics of a model on its held-out images (recorded in the bundle)."""
-    from bgs_app.model.scores import predict_volumes
+    from bgs_app.model.scores import predict_rows
     from bgs_app.stats.metrics import genotype_metrics
 
-    probs = predict_volumes(model, (store[r] for r in rows), device=device)
+    probs = predict_rows(model, store, rows, device=device, label="held-out metrics")
     metrics = []
     for j, snp in enumerate(snps):
         m = genotype_metrics(dosages[:, j], probs[:, j])

@@ -168,6 +168,38 @@ class GenotypeCorrelation:
         self._aa[j] += shifted * shifted
         self.count[j] += 1
 
+    def reduce(self, all_reduce_sum, shape: tuple[int, ...]) -> None:
+        """Sum the accumulators of every ``torchrun`` rank, each of which added its own
+        subjects (all ranks call it; ``all_reduce_sum`` is
+        :func:`bgs_app.model.distributed.all_reduce_sum`).
+
+        Each rank's sums are first moved to one shift (the mean of the ranks' shifts), so
+        that the sums add up exactly as if one process had added every subject.
+        """
+        zeros = np.zeros(shape, np.float32)
+        support = self._support if self._support is not None else zeros.astype(np.int32)
+        self._support = all_reduce_sum(support.astype(np.int64)).astype(np.int32)
+        self._volumes = int(all_reduce_sum(np.array([self._volumes], np.int64))[0])
+        for j in range(len(self.snps)):
+            has = self._shift[j] is not None
+            n = float(self.count[j])
+            held = all_reduce_sum(np.array([1.0 if has else 0.0, n]))
+            if held[0] == 0:
+                continue  # no rank added a map for this head
+            own = self._shift[j] if has else zeros
+            common = (all_reduce_sum(own.astype(np.float64)) / held[0]).astype(np.float32)
+            delta = own - common if has else zeros
+            a = self._a[j] if has else zeros
+            aa = self._aa[j] if has else zeros
+            ae = self._ae[j] if has else zeros
+            moved_a = a + np.float32(n) * delta
+            moved_aa = aa + 2 * delta * a + np.float32(n) * delta * delta
+            self._a[j] = all_reduce_sum(moved_a.astype(np.float64)).astype(np.float32)
+            self._aa[j] = all_reduce_sum(moved_aa.astype(np.float64)).astype(np.float32)
+            self._ae[j] = all_reduce_sum(ae.astype(np.float64)).astype(np.float32)
+            self._shift[j] = common
+            self.count[j] = int(round(held[1]))
+
     def maps(self) -> dict[str, np.ndarray]:
         """Signed correlation maps (SNPs with at least 3 subjects and varying dosage)."""
         out = {}

@@ -78,6 +78,40 @@ def predict_volumes(model: SFCN, volumes: Iterable[np.ndarray], *, batch_size: i
     return np.concatenate(out) if out else np.zeros((0, model.n_snps, 3), np.float32)
 
 
+def predict_rows(model: SFCN, store, rows: Sequence[int], *, device: str = "cpu",
+                 label: str = "scoring") -> np.ndarray:
+    """Class probabilities of rows of a tensor store, shared between ``torchrun`` ranks.
+
+    Each rank predicts its share of ``rows`` (:func:`bgs_app.model.distributed.shard`) on
+    its own GPU, and the shares are summed over the ranks, so every rank returns all of
+    them; alone, it predicts every row.
+
+    Parameters
+    ----------
+    model : SFCN
+    store : bgs_app.model.store.TensorStore
+    rows : sequence of int
+    device : str
+    label : str
+        Names the progress lines.
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(rows), n_snps, 3) probabilities, in the order of ``rows``.
+    """
+    from bgs_app.model import distributed
+    from bgs_app.utils.progress import tracked
+
+    rows = list(rows)
+    positions = distributed.shard(list(range(len(rows))))
+    volumes = tracked((store[rows[i]] for i in positions), label, len(positions), "image")
+    mine = predict_volumes(model, volumes, device=distributed.device_for_rank(device))
+    out = np.zeros((len(rows), model.n_snps, 3), np.float64)
+    out[positions] = mine
+    return distributed.all_reduce_sum(out)
+
+
 def scores_frame(probs: np.ndarray, snps: Sequence[str], counted: dict[str, str] | None = None
                  ) -> pd.DataFrame:
     """One subject's scores table (``sub-X_desc-bgs_scores.tsv``).
