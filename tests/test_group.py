@@ -105,6 +105,7 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
     assert data.min() >= 0 and 0 < data.max() <= 1
     meta = json.loads(corr[0].with_name(corr[0].name.replace(".nii.gz", ".json")).read_text())
     assert meta["Subjects"] >= 20 and 0 < meta["NullLevel"] < 0.3
+    assert meta["Resolution"].startswith("4 mm")  # every res- file says what res- means
     assert (group / "saliency" / "snp-sim01_desc-regions_genotypecorr.tsv").is_file()
     assert "genotype correlation" in (group / "report.html").read_text().lower()
     perf = pd.read_csv(group / "performance.tsv", sep="\t")

@@ -37,6 +37,12 @@ def _method(context: RunContext) -> str:
     return context.config.saliency_method or "integrated_gradients"
 
 
+def _resolution(grid: dict) -> str:
+    """The BIDS ``Resolution`` of a map named with ``res-`` (the model grid)."""
+    return (f"{float(grid['Resolution']):g} mm isotropic model grid in {grid['Template']}, "
+            "affine alignment")
+
+
 def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame,
                   dosages: pd.DataFrame, grid: dict) -> None:
     """Group maps over the held-out images of every model (skipped when current).
@@ -156,7 +162,8 @@ def write_saliency_outputs(context: RunContext, sums: dict, counts: dict, snps: 
                                "the SNP's score, each divided by its mean in the brain, "
                                "smoothed within the brain (Gaussian, SmoothingSigmaMm)"
                                + ("" if key == "all" else f"; subjects with genotype {key}"),
-                "SpatialReference": context.template.name}
+                "SpatialReference": context.template.name,
+                "Resolution": _resolution(grid)}
         write_json(sidecar_path(path), meta)
         if key == "all" and atlas is not None:
             table = region_table(mean, atlas, labels, top=None)
@@ -198,6 +205,7 @@ def write_genotype_correlation_outputs(context: RunContext, correlation, grid: d
         save_nifti(nb.Nifti1Image(data, affine), path)
         write_json(sidecar_path(path), {
             "SNP": snp, "Method": method, "Subjects": int(correlation.count[j]),
+            "Resolution": _resolution(grid),
             "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
             "NullLevel": round(float(np.sqrt(2 / np.pi / max(correlation.count[j], 1))), 4),
             "Description": "Absolute Pearson correlation, over held-out subjects with a "

@@ -101,7 +101,7 @@ def is_skull_stripped(path: str | Path) -> bool:
     if nonzero_face > STRIPPED_MAX_FACE_FRACTION * n_face:
         return False
     litres = np.count_nonzero(data) * float(np.prod(img.header.get_zooms()[:3])) / 1e6
-    return litres < STRIPPED_MAX_LITRES
+    return bool(litres < STRIPPED_MAX_LITRES)
 
 
 def input_brain_mask(t1w_file, out_file) -> None:
