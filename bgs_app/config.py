@@ -39,7 +39,7 @@ def _default_nprocs() -> int:
 
 
 #: Defaults of ``--skull-strip-t1w`` and ``--skull-strip-method`` (checked in Config.create).
-DEFAULT_SKULL_STRIP = {"skull_strip_t1w": "auto", "skull_strip_method": "ants"}
+DEFAULT_SKULL_STRIP = {"skull_strip_t1w": "auto", "skull_strip_method": "deepbet"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Config:
     sloppy: bool = False
     skip_plausibility_checks: bool = False
     skull_strip_t1w: str = "auto"
-    skull_strip_method: str = "ants"
+    skull_strip_method: str = "deepbet"
     use_plugin: Path | None = None
     seed: int = 0
     model: Path | None = None

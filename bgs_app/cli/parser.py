@@ -176,10 +176,10 @@ def get_parser() -> argparse.ArgumentParser:
                              "non-zero voxels fill less than 2.5 l" + _default("skull_strip_t1w"))
     g_conf.add_argument("--skull-strip-method", dest="skull_strip_method",
                         choices=("ants", "deepbet"),
-                        help="'ants': the template's brain mask through the registration, "
-                             "refined on the image; 'deepbet': a deep brain extractor "
-                             "(optional: pip install 'bgs_app[deepbet]')"
-                             + _default("skull_strip_method"))
+                        help="'deepbet': a deep brain extractor (its weights ship with it); "
+                             "'ants': the template's brain mask through the registration, "
+                             "refined on the image (it cut into the cortex at the vertex of "
+                             "real heads: see the docs)" + _default("skull_strip_method"))
     g_conf.add_argument("--seed", "--random-seed", dest="seed", type=int,
                         help="random seed of every random step: registration sampling (ANTs), "
                              "splits, training (augmentation, dropout, order)" + _default("seed"))

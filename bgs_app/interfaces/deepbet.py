@@ -1,9 +1,8 @@
 """Brain masks from deepbet, a published deep brain extractor (``--skull-strip-method
-deepbet``).
+deepbet``, the default).
 
-deepbet (Fisch et al., 2024; MIT licence) ships its TorchScript weights inside its PyPI
-wheel, so nothing is downloaded at run time. It is an optional dependency: install it
-with ``pip install 'bgs_app[deepbet]'``.
+deepbet (Fisch et al., 2024; MIT licence) ships its TorchScript weights (its own files,
+not a user's) inside its PyPI wheel, so nothing is downloaded at run time.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from bgs_app.interfaces.quality import PlausibilityCheck
 from bgs_app.interfaces.segmentation import TissueDseg
 from bgs_app.interfaces.transforms import CompositeTransform, InvertAffine
 from bgs_app.templates import ATLAS_NAME, Template
+from bgs_app.workflows.memory import node_mem_gb
 
 #: ``--skull-strip-t1w`` values of a workflow (``auto`` is decided per image, before the
 #: workflow is built: see :func:`bgs_app.workflows.base.skull_strip_mode`).
@@ -44,7 +45,7 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                          omp_nthreads: int = 1, participant_id: str = "sub-unknown",
                          session_id: str = "", seed: int = 0,
                          check_plausibility: bool = True, skull_strip: str = "force",
-                         skull_strip_method: str = "ants",
+                         skull_strip_method: str = "deepbet",
                          name: str = "anat_preproc_wf") -> pe.Workflow:
     """Preprocess one T1w image: checks, N4, registration, mask, tissues, IDPs, model grid.
 
@@ -74,11 +75,11 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     skull_strip : {"force", "skip"}
         ``force``: extract the brain (with ``skull_strip_method``); ``skip``: the input is
         already brain-extracted, and its non-zero voxels are the brain mask.
-    skull_strip_method : {"ants", "deepbet"}
-        ``ants``: the template's brain mask through the inverse registration, refined on
-        the image; ``deepbet``: the deep brain extractor deepbet [@deepbet] (optional
-        dependency), whose mask then also restricts the brain-extracted registration
-        passes.
+    skull_strip_method : {"deepbet", "ants"}
+        ``deepbet``: the deep brain extractor deepbet [@deepbet], whose mask also
+        restricts the brain-extracted registration passes; ``ants``: the template's
+        brain mask through the inverse registration, refined on the image (it cut into
+        the cortex at the vertex of real heads, see ``benchmarks/skull_strip.py``).
     name : str
         Workflow name.
 
@@ -160,48 +161,53 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
 
-    load = pe.Node(LoadT1w(), name="load_t1w")
-    head = pe.Node(HeadMaskInit(), name="head_mask")
+    load = pe.Node(LoadT1w(), name="load_t1w", mem_gb=node_mem_gb("load_t1w"))
+    head = pe.Node(HeadMaskInit(), name="head_mask", mem_gb=node_mem_gb("head_mask"))
     n4 = pe.Node(N4BiasCorrection(shrink_mm=12.0 if sloppy else 8.0,
                                   iterations=[20, 10] if sloppy else [50, 50, 30],
-                                  num_threads=omp_nthreads), name="n4", n_procs=omp_nthreads)
+                                  num_threads=omp_nthreads), name="n4",
+                 mem_gb=node_mem_gb("n4"), n_procs=omp_nthreads)
     reg_head = pe.Node(Register(fixed=str(template.t1w_reg), fixed_mask=str(template.mask_reg),
                                 fixed_mask_dilation=4, transform="Affine", sloppy=sloppy,
                                 coarse=True, seed=seed, num_threads=omp_nthreads),
-                       name="register_head",
+                       name="register_head", mem_gb=node_mem_gb("register_head"),
                        n_procs=omp_nthreads)
     reg_brain = pe.Node(Register(fixed=str(template.t1w_reg), fixed_mask=str(template.mask_reg),
                                  fixed_mask_dilation=2, moving_mask_dilation=3,
                                  transform="Affine", sloppy=sloppy, seed=seed,
                                  num_threads=omp_nthreads), name="register_brain",
+                        mem_gb=node_mem_gb("register_brain"),
                         n_procs=omp_nthreads)
-    invert = pe.Node(InvertAffine(), name="invert_affine")
+    invert = pe.Node(InvertAffine(), name="invert_affine", mem_gb=node_mem_gb("invert_affine"))
     has_priors = None not in (template.gm, template.wm, template.csf)
     atropos = pe.Node(AtroposSegment(iterations=2 if sloppy else 3, num_threads=omp_nthreads),
-                      name="atropos", n_procs=omp_nthreads)
+                      name="atropos", mem_gb=node_mem_gb("atropos"), n_procs=omp_nthreads)
     if has_priors:  # template-space priors, warped by Atropos onto its working grid
         atropos.inputs.priors = [str(template.gm), str(template.wm), str(template.csf)]
     atlas = pe.Node(ApplyTransforms(interpolation="nearestNeighbor",
                                     out_name="atlas_dseg.nii.gz", num_threads=omp_nthreads),
-                    name="warp_atlas", n_procs=omp_nthreads)
+                    name="warp_atlas", mem_gb=node_mem_gb("warp_atlas"), n_procs=omp_nthreads)
     idps = pe.Node(ComputeIDPs(template_mask=str(template.mask), participant_id=participant_id,
-                               session_id=session_id), name="idps")
+                               session_id=session_id), name="idps", mem_gb=node_mem_gb("idps"))
     if template.atlas is not None:
         atlas.inputs.moving = str(template.atlas)
         idps.inputs.atlas_labels = str(template.atlas_labels)
-    model = pe.Node(ModelGridImage(resolution=resolution), name="model_grid")
+    model = pe.Node(ModelGridImage(resolution=resolution), name="model_grid",
+                    mem_gb=node_mem_gb("model_grid"))
     plausible = pe.Node(PlausibilityCheck(template_t1w=str(template.t1w),
                                           template_mask=str(template.mask),
                                           enabled=check_plausibility),
-                        name="plausibility")
+                        name="plausibility", mem_gb=node_mem_gb("plausibility"))
 
     if own_mask:
         if skull_strip == "skip":
-            brain = pe.Node(InputBrainMask(), name="input_brain_mask")
+            brain = pe.Node(InputBrainMask(), name="input_brain_mask",
+                            mem_gb=node_mem_gb("input_brain_mask"))
         else:
             from bgs_app.interfaces.deepbet import DeepBetMask
 
             brain = pe.Node(DeepBetMask(num_threads=omp_nthreads), name="deepbet_mask",
+                            mem_gb=node_mem_gb("deepbet_mask"),
                             n_procs=omp_nthreads)
         wf.connect(load, "out_file", brain, "in_file")
         coarse_src = final_src = brain
@@ -209,13 +215,17 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         mask_coarse = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
                                               out_name="mask_coarse.nii.gz",
                                               num_threads=omp_nthreads),
-                              name="mask_coarse", n_procs=omp_nthreads)
-        refine_coarse = pe.Node(RefineMask(), name="refine_coarse")
+                              name="mask_coarse",
+                              mem_gb=node_mem_gb("mask_coarse"), n_procs=omp_nthreads)
+        refine_coarse = pe.Node(RefineMask(), name="refine_coarse",
+                                mem_gb=node_mem_gb("refine_coarse"))
         mask_final = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
                                              out_name="mask_final.nii.gz",
                                              num_threads=omp_nthreads),
-                             name="mask_final", n_procs=omp_nthreads)
-        refine_final = pe.Node(RefineMask(), name="refine_final")
+                             name="mask_final",
+                             mem_gb=node_mem_gb("mask_final"), n_procs=omp_nthreads)
+        refine_final = pe.Node(RefineMask(), name="refine_final",
+                               mem_gb=node_mem_gb("refine_final"))
         wf.connect([
             (n4, mask_coarse, [("out_file", "reference")]),
             (reg_head, mask_coarse, [("inverse_transforms", "transforms"),
@@ -264,7 +274,7 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                                    fixed_mask=str(template.mask_reg), fixed_mask_dilation=2,
                                    moving_mask_dilation=3, transform="SyNOnly", sloppy=sloppy,
                                    seed=seed, num_threads=omp_nthreads),
-                          name="register_syn",
+                          name="register_syn", mem_gb=node_mem_gb("register_syn"),
                           n_procs=omp_nthreads)
         wf.connect([
             (n4, reg_syn, [("out_file", "moving")]),
@@ -277,9 +287,11 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
     else:
         inverse_source = reg_brain
     # The whole transform in one composite file each way (sMRIPrep's .h5).
-    xfm_fwd = pe.Node(CompositeTransform(out_name="t1w2tpl_xfm.h5"), name="composite_t1w2tpl")
-    xfm_inv = pe.Node(CompositeTransform(out_name="tpl2t1w_xfm.h5"), name="composite_tpl2t1w")
-    dseg = pe.Node(TissueDseg(), name="tissue_dseg")
+    xfm_fwd = pe.Node(CompositeTransform(out_name="t1w2tpl_xfm.h5"), name="composite_t1w2tpl",
+                      mem_gb=node_mem_gb("composite_t1w2tpl"))
+    xfm_inv = pe.Node(CompositeTransform(out_name="tpl2t1w_xfm.h5"), name="composite_tpl2t1w",
+                      mem_gb=node_mem_gb("composite_tpl2t1w"))
+    dseg = pe.Node(TissueDseg(), name="tissue_dseg", mem_gb=node_mem_gb("tissue_dseg"))
     wf.connect([
         (inverse_source, xfm_fwd, [("forward_transforms", "transforms")]),
         (inverse_source, xfm_inv, [("inverse_transforms", "transforms"),

@@ -47,7 +47,7 @@ def record_path(output_dir: Path, t1w: T1wInput) -> Path:
 
 def branch_settings(*, template: str, resolution: float, registration: str, sloppy: bool,
                     seed: int, scoring: ScoringOptions | None = None,
-                    skull_strip: str = "force", skull_strip_method: str = "ants") -> dict:
+                    skull_strip: str = "force", skull_strip_method: str = "deepbet") -> dict:
     """The settings a branch's outputs depend on (recorded in its completion record;
     outputs made with other settings are stale). ``skull_strip`` is the mode requested
     (``auto`` included): what ``auto`` decides depends on the input only, whose content
@@ -149,7 +149,7 @@ def _mask_description(template: str, registration: str, skull_strip: str,
 
 def _metadata(name: str, source: str, template: str, resolution: float,
               registration: str, skull_strip: str = "force",
-              skull_strip_method: str = "ants") -> dict:
+              skull_strip_method: str = "deepbet") -> dict:
     sources = [source]
     spatial = "orig"
     parts = "SyN and affine" if registration == "syn" else "affine"
@@ -194,7 +194,7 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
                        omp_nthreads: int, bids_dir: Path,
                        scoring: ScoringOptions | None = None, seed: int = 0,
                        check_plausibility: bool = True, skull_strip: str = "auto",
-                       skull_strip_method: str = "ants") -> pe.Workflow:
+                       skull_strip_method: str = "deepbet") -> pe.Workflow:
     """Preprocess one T1w image and write its derivatives (then its completion record).
 
     Parameters
@@ -245,7 +245,8 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
     merge = pe.Node(niu.Merge(len(paths)), name="merge_outputs")
     scores_wf = None
     if scoring is not None:
-        scores_wf = init_bgs_scores_wf(options=scoring, omp_nthreads=omp_nthreads)
+        scores_wf = init_bgs_scores_wf(options=scoring, omp_nthreads=omp_nthreads,
+                                       resolution=resolution)
         wf.connect([(anat, scores_wf, [("outputnode.model_t1w", "inputnode.model_t1w"),
                                        ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                                        ("outputnode.tpl2t1w_affine",
@@ -296,7 +297,7 @@ def init_participant_wf(*, inputs: list[T1wInput], output_dir: Path, bids_dir: P
                         registration: str = "syn", sloppy: bool = False,
                         omp_nthreads: int = 1, scoring: ScoringOptions | None = None,
                         seed: int = 0, check_plausibility: bool = True,
-                        skull_strip: str = "auto", skull_strip_method: str = "ants",
+                        skull_strip: str = "auto", skull_strip_method: str = "deepbet",
                         name: str = "bgs_app_participant_wf") -> pe.Workflow:
     """The participant level: one branch per T1w image.
 

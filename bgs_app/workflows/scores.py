@@ -9,6 +9,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bgs_app.interfaces.scoring import MapsToNative, SaliencyMaps, ScoreImage
+from bgs_app.workflows.memory import node_mem_gb
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ScoringOptions:
 
 
 def init_bgs_scores_wf(*, options: ScoringOptions, omp_nthreads: int = 1,
-                       name: str = "bgs_scores_wf") -> pe.Workflow:
+                       resolution: float = 2.0, name: str = "bgs_scores_wf") -> pe.Workflow:
     """Brain-genotype scores and saliency maps of one model-grid image.
 
     Parameters
@@ -52,6 +53,9 @@ def init_bgs_scores_wf(*, options: ScoringOptions, omp_nthreads: int = 1,
     options : ScoringOptions
     omp_nthreads : int
         Threads for torch and ITK.
+    resolution : float
+        The model grid's spacing (mm): what the scoring and saliency nodes' declared
+        memory follows (:func:`bgs_app.workflows.memory.node_mem_gb`).
     name : str
 
     Returns
@@ -86,7 +90,8 @@ def init_bgs_scores_wf(*, options: ScoringOptions, omp_nthreads: int = 1,
     outputnode = pe.Node(niu.IdentityInterface(fields=["scores", "saliency_maps",
                                                        "saliency_native"]), name="outputnode")
     score = pe.Node(ScoreImage(model_dir=str(options.model_dir), num_threads=omp_nthreads),
-                    name="score", n_procs=omp_nthreads)
+                    name="score", n_procs=omp_nthreads,
+                    mem_gb=node_mem_gb("score", resolution))
     wf.connect([(inputnode, score, [("model_t1w", "in_file")]),
                 (score, outputnode, [("out_file", "scores")])])
     if options.saliency_method is None:
@@ -96,12 +101,13 @@ def init_bgs_scores_wf(*, options: ScoringOptions, omp_nthreads: int = 1,
     saliency = pe.Node(SaliencyMaps(model_dir=str(options.model_dir),
                                     method=options.saliency_method, n_steps=options.ig_steps,
                                     num_threads=omp_nthreads),
-                       name="saliency", n_procs=omp_nthreads)
+                       name="saliency", n_procs=omp_nthreads,
+                       mem_gb=node_mem_gb("saliency", resolution))
     wf.connect([(inputnode, saliency, [("model_t1w", "in_file")]),
                 (saliency, outputnode, [("out_files", "saliency_maps")])])
     if options.native:
         native = pe.Node(MapsToNative(num_threads=omp_nthreads), name="saliency_native",
-                         n_procs=omp_nthreads)
+                         n_procs=omp_nthreads, mem_gb=node_mem_gb("saliency_native"))
         wf.connect([(saliency, native, [("out_files", "in_files")]),
                     (inputnode, native, [("t1w_preproc", "reference"),
                                          ("tpl2t1w_affine", "transform")]),
