@@ -73,6 +73,33 @@ class DeepBetMask(SimpleInterface):
 
     def _run_interface(self, runtime):
         out = Path(runtime.cwd) / "brain_mask.nii.gz"
-        deepbet_mask(self.inputs.in_file, out, self.inputs.num_threads)
+        run_in_fresh_process(self.inputs.in_file, out, self.inputs.num_threads)
         self._results["out_file"] = str(out)
         return runtime
+
+
+def run_in_fresh_process(in_file, out_file, num_threads: int = 1) -> None:
+    """:func:`deepbet_mask` in a new Python process.
+
+    A Nipype worker is forked from its workflow's process; when that process has run
+    torch before (a user's own pipeline, a test session), torch's OpenMP threads do not
+    survive the fork and the forked worker's first convolution never returns. A fresh
+    interpreter (about 2 s of imports) has no such state.
+
+    Raises
+    ------
+    RuntimeError
+        deepbet failed; the message ends with its error.
+    """
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bgs_app.interfaces.deepbet import deepbet_mask\n"
+            "deepbet_mask(sys.argv[1], sys.argv[2], int(sys.argv[3]))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(in_file), str(out_file),
+                             str(int(num_threads))], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError(f"deepbet failed on {Path(in_file).name}: "
+                           f"{lines[-1] if lines else 'exit ' + str(result.returncode)}")
