@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Build the bgs_app image and run it end to end on a tiny simulated study:
 #   --version; bgs-simulate (30 subjects, 4 mm); the participant level; the group level.
-# Every run has --network none, a non-root --user that is not the image's own user, and
-# the BIDS dataset mounted read-only; the script checks the outputs and prints timings.
+# Every run has --network none, a non-root --user that is not the image's own user, the
+# BIDS dataset mounted read-only, a read-only image (--read-only: only /tmp, a tmpfs, and
+# the bound folders can be written), a read-only HOME (an empty host folder bound :ro,
+# as Apptainer's --no-home or a read-only home leaves it) and no variable from the host
+# (as Apptainer's --cleanenv; podman passes none unless asked). Their output must hold
+# no cache warning (matplotlib, fontconfig, Deno): the script checks the outputs and
+# prints timings.
 #
 # Engine: podman if installed, else docker when a Docker engine answers (ENGINE=...).
 # Base image (BASE=...), when not given:
@@ -152,14 +157,25 @@ step_done
 
 # --- runs --------------------------------------------------------------------------------
 if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d /tmp/bgs-container-check.XXXXXX); fi
-mkdir -p "$WORK"/{out,work,inputs}
+mkdir -p "$WORK"/{out,work,inputs,home}
 WORK=$(cd "$WORK" && pwd)
 # The run user is not the image's user: every uid must be able to write HOME and the
 # outputs (the host folders are opened to it).
 chmod 0777 "$WORK" "$WORK/out" "$WORK/work"
 if [ "$KEEP" != 1 ]; then trap 'rm -rf "$WORK"' EXIT; fi
 RUN=("${ENG[@]}" run --rm --network none --user "$RUN_USER" --security-opt no-new-privileges
-     "${RUN_LIMITS[@]}")
+     --read-only -v "$WORK/home":/home/ro:ro -e HOME=/home/ro "${RUN_LIMITS[@]}")
+# Fail on any cache warning in a run's output (what a read-only HOME or image provokes
+# when a cache is not redirected to a writable place).
+CACHE_WARNINGS='cache directory|not a writable|No writable cache|Permission denied|Read-only file system'
+checked() {  # checked LOG COMMAND...: run, keep the output in LOG, refuse cache warnings
+  local log=$1; shift
+  "$@" 2>&1 | tee "$log"
+  if grep -E -i "$CACHE_WARNINGS" "$log" >/dev/null; then
+    grep -E -i "$CACHE_WARNINGS" "$log" | head -5 >&2
+    die "cache warnings in the output above (see $log)"
+  fi
+}
 
 log "bgs_app --version"
 got=$("${RUN[@]}" "$TAG" --version)
@@ -185,9 +201,9 @@ VALIDATION=()
 [ "$VALIDATE" = 1 ] || VALIDATION=(--skip-bids-validation)
 
 log "participant level (BIDS dataset read-only, user $RUN_USER, no network)"
-"${RUN[@]}" "${MOUNTS[@]}" "$TAG" /data /out participant --nprocs "$NPROCS" \
-  --omp-nthreads 1 --resolution 4 --sloppy --registration affine -w /work \
-  "${VALIDATION[@]}"
+checked "$WORK/participant.log" "${RUN[@]}" "${MOUNTS[@]}" "$TAG" /data /out participant \
+  --nprocs "$NPROCS" --omp-nthreads 1 --resolution 4 --sloppy --registration affine \
+  -w /work "${VALIDATION[@]}"
 step_done
 
 # 3-fold cross-fitting (as tests/test_group.py): every participant gets an out-of-sample
@@ -195,7 +211,8 @@ step_done
 # leaves 6 test people, too few for a regression on the score and 3 covariates).
 CV_FOLDS=3
 log "group level ($CV_FOLDS-fold cross-fitting)"
-"${RUN[@]}" "${MOUNTS[@]}" "$TAG" /data /out group --genotypes /data/genetics/study \
+checked "$WORK/group.log" "${RUN[@]}" "${MOUNTS[@]}" "$TAG" /data /out group \
+  --genotypes /data/genetics/study \
   --snps-file /inputs/snps.txt --resolution 4 --epochs 3 --patience 3 --batch-size 4 \
   --channels 4 8 8 8 8 4 --saliency-method gradient --covariates age sex site \
   --cv-folds "$CV_FOLDS" --nprocs "$NPROCS" -w /work --skip-bids-validation

@@ -53,7 +53,16 @@ def group_run(tmp_path_factory):
     codes["train"] = main([str(site1), str(out1), "group", *COMMON, *TRAIN,
                            "--genotypes", str(site1 / "genetics/study"),
                            "--snps-file", str(snps), "-w", str(base / "work1")])
-    model = out1 / "group/model/fold-0"
+    # The second site uses a fold's model whose held-out scores vary: a 3-epoch network of
+    # 4-8 channels can end up dead (every output constant, every gradient 0), and then
+    # its saliency maps are 0 and say nothing about the maps' transport to T1w space.
+    alive = []
+    if (out1 / "group/scores.tsv").is_file():
+        scores = pd.read_csv(out1 / "group/scores.tsv", sep="\t")
+        # Within each SNP (their baselines differ even for a dead network).
+        spread = scores.groupby(["split", "snp"])["score"].std().groupby(level=0).max()
+        alive = [f for f in sorted(spread.index) if spread[f] > 0]
+    model = out1 / "group/model" / (alive[0] if alive else "fold-0")
     codes["participant2"] = main([str(site2), str(out2), "participant", *COMMON,
                                   *PARTICIPANT, "--model", str(model),
                                   "--saliency-native", "-w", str(base / "work2")])
