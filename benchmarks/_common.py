@@ -59,6 +59,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def emit(result: dict[str, Any], out: Path | None = None) -> None:
+    """Print a benchmark's JSON object, and write it atomically to ``out`` when given (a
+    killed run leaves the previous result, never half a file)."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out is not None:
+        from bgs_app.utils.atomic import write_text
+
+        write_text(Path(out), text + "\n")
+
+
 def code_version() -> dict[str, str | None]:
     from bgs_app.__about__ import __version__
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from _common import code_version, machine
+from _common import code_version, emit, machine
 
 
 def make_dataset(root: Path, n: int, sessions: int = 2) -> None:
@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     result["speed_up_one_vs_whole"] = round(result["whole_dataset"]["median_s"]
                                             / result["one_participant"]["median_s"], 1)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

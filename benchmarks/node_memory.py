@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import code_version, machine
+from _common import code_version, emit, machine
 
 RERUN = """
 import sys
@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               "participant_run_s": round(whole, 1),
               "interpreter_with_imports_gb": round(baseline, 3),
               "nodes": dict(sorted(nodes.items(), key=lambda kv: -kv[1]["peak_gb"]))}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from _common import REPO, code_version, machine
+from _common import REPO, code_version, emit, machine
 
 from bgs_app.templates import get_template
 
@@ -168,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {"real": {k: summary(k, real) for k in keys},
                     "simulated": {k: summary(k, sim) for k in keys}},
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

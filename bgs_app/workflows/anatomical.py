@@ -40,6 +40,22 @@ def _file_name(path: str) -> str:
     return os.path.basename(path)
 
 
+def _template_mask_nodes(wf: pe.Workflow, template: Template, n4: pe.Node, stage: str,
+                         omp_nthreads: int) -> tuple[pe.Node, pe.Node]:
+    """The template's brain mask resampled onto the bias-corrected T1w (``mask_<stage>``;
+    its transforms are connected by the caller) and refined on it (``refine_<stage>``)."""
+    warp = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
+                                   out_name=f"mask_{stage}.nii.gz", num_threads=omp_nthreads),
+                   name=f"mask_{stage}", mem_gb=node_mem_gb(f"mask_{stage}"),
+                   n_procs=omp_nthreads)
+    refine = pe.Node(RefineMask(), name=f"refine_{stage}",
+                     mem_gb=node_mem_gb(f"refine_{stage}"))
+    wf.connect([(n4, warp, [("out_file", "reference")]),
+                (warp, refine, [("out_file", "in_file")]),
+                (n4, refine, [("out_file", "t1w")])])
+    return warp, refine
+
+
 def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
                          registration: str = "syn", sloppy: bool = False,
                          omp_nthreads: int = 1, participant_id: str = "sub-unknown",
@@ -212,30 +228,14 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         wf.connect(load, "out_file", brain, "in_file")
         coarse_src = final_src = brain
     else:
-        mask_coarse = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
-                                              out_name="mask_coarse.nii.gz",
-                                              num_threads=omp_nthreads),
-                              name="mask_coarse",
-                              mem_gb=node_mem_gb("mask_coarse"), n_procs=omp_nthreads)
-        refine_coarse = pe.Node(RefineMask(), name="refine_coarse",
-                                mem_gb=node_mem_gb("refine_coarse"))
-        mask_final = pe.Node(ApplyTransforms(moving=str(template.mask), interpolation="linear",
-                                             out_name="mask_final.nii.gz",
-                                             num_threads=omp_nthreads),
-                             name="mask_final",
-                             mem_gb=node_mem_gb("mask_final"), n_procs=omp_nthreads)
-        refine_final = pe.Node(RefineMask(), name="refine_final",
-                               mem_gb=node_mem_gb("refine_final"))
-        wf.connect([
-            (n4, mask_coarse, [("out_file", "reference")]),
-            (reg_head, mask_coarse, [("inverse_transforms", "transforms"),
-                                     ("inverse_invert", "invert")]),
-            (mask_coarse, refine_coarse, [("out_file", "in_file")]),
-            (n4, refine_coarse, [("out_file", "t1w")]),
-            (n4, mask_final, [("out_file", "reference")]),
-            (mask_final, refine_final, [("out_file", "in_file")]),
-            (n4, refine_final, [("out_file", "t1w")]),
-        ])
+        # The template's mask through the head pass (it restricts the brain passes), then
+        # through the final transform (the brain mask); each refined on the image.
+        mask_coarse, refine_coarse = _template_mask_nodes(wf, template, n4, "coarse",
+                                                          omp_nthreads)
+        mask_final, refine_final = _template_mask_nodes(wf, template, n4, "final",
+                                                        omp_nthreads)
+        wf.connect([(reg_head, mask_coarse, [("inverse_transforms", "transforms"),
+                                             ("inverse_invert", "invert")])])
         coarse_src, final_src = refine_coarse, refine_final
     wf.connect([
         (inputnode, load, [("t1w", "in_file")]),
