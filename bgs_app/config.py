@@ -83,6 +83,13 @@ class Config:
     geno: float = 0.1
     hwe: float = 1e-6
     mind: float = 0.1
+    min_info: float | None = None
+    keep: Path | None = None
+    remove: Path | None = None
+    kinship: Path | None = None
+    kinship_threshold: float = 0.0442
+    keep_relatives: bool = False
+    ancestry_column: str | None = None
     genetic_pcs: int = 0
     pca_genotypes: str | None = None
     phenotypes: tuple[str, ...] | None = None
@@ -134,7 +141,7 @@ class Config:
             raise UsageError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
         for name in ("bids_dir", "output_dir", "bids_filter_file", "bids_database_dir",
                      "template_mask", "model", "work_dir", "config_file", "use_plugin",
-                     "snps_file", "genotype_id_map"):
+                     "snps_file", "genotype_id_map", "keep", "remove", "kinship"):
             if values.get(name) is not None:
                 values[name] = Path(values[name]).expanduser().absolute()
         for name in ("participant_label", "exclude_label", "session_label", "snps",

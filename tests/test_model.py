@@ -473,3 +473,23 @@ def test_splits_are_seeded_site_balanced_and_fold_complete():
     folds = make_split(ids, sites, cv_folds=5, seed=0)
     assert sorted(folds.unique()) == [f"fold-{k}" for k in range(5)]
     assert folds.value_counts().max() - folds.value_counts().min() <= 3
+
+
+def test_soft_labels_generalise_hard_calls():
+    """Probabilities are the targets; one-hot rows give the hard-call loss exactly, and a
+    fractional dosage is never truncated to an integer class."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 2, 3)
+    calls = torch.tensor([[0.0, 1.0], [2.0, float("nan")], [1.0, 1.0], [0.0, 2.0]])
+    onehot = torch.nn.functional.one_hot(torch.nan_to_num(calls).long(), 3).float()
+    onehot[1, 1] = float("nan")
+    weights = torch.rand(2, 3) + 0.5
+    assert torch.isclose(masked_cross_entropy(logits, calls), masked_cross_entropy(
+        logits, onehot))
+    assert torch.isclose(masked_cross_entropy(logits, calls, weights),
+                         masked_cross_entropy(logits, onehot, weights))
+    soft = torch.tensor([0.1, 0.8, 0.1]).expand(4, 2, 3)
+    expected = -(soft * torch.log_softmax(logits, -1)).sum(-1).mean()
+    assert torch.isclose(masked_cross_entropy(logits, soft), expected)
+    with pytest.raises(ValueError, match="genotype probabilities"):
+        masked_cross_entropy(logits, torch.full((4, 2), 1.9))

@@ -187,8 +187,11 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen = parser.add_argument_group("Genotypes, model and phenotypes")
     g_gen.add_argument("--model", dest="model", type=Path, metavar="MODEL_DIR",
                        help="a model bundle folder: score subjects with it")
-    g_gen.add_argument("--genotypes", dest="genotypes", metavar="PLINK_PREFIX",
-                       help="PLINK 1 binary fileset (.bed/.bim/.fam) without extension")
+    g_gen.add_argument("--genotypes", dest="genotypes", metavar="FILE",
+                       help="genotypes: PLINK 1 (.bed/.bim/.fam), PLINK 2 (.pgen/.pvar/"
+                            ".psam, hard calls or dosages) or BGEN 1.2 (.bgen with .sample, "
+                            "genotype probabilities; the second allele is counted), chosen "
+                            "by extension; a bare prefix when only one format is there")
     g_gen.add_argument("--snps", dest="snps", nargs="+", metavar="RSID",
                        help="SNPs to predict; default: the packaged panel")
     g_gen.add_argument("--snps-file", dest="snps_file", type=Path, metavar="FILE",
@@ -205,6 +208,28 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen.add_argument("--mind", dest="mind", type=float,
                        help="maximum missing-call rate of a person, as PLINK"
                             + _default("mind"))
+    g_gen.add_argument("--min-info", dest="min_info", type=float, metavar="R2",
+                       help="minimum imputation r² (MaCH Rsq from the dosages, as plink2's "
+                            "MACH_R2; e.g. 0.8); default: no filter")
+    g_gen.add_argument("--keep", dest="keep", type=Path, metavar="FILE",
+                       help="only these genotyped people (PLINK --keep file: FID IID or "
+                            "IID per line), e.g. one ancestry group or a QC pass list")
+    g_gen.add_argument("--remove", dest="remove", type=Path, metavar="FILE",
+                       help="leave out these genotyped people (PLINK --remove file)")
+    g_gen.add_argument("--kinship", dest="kinship", type=Path, metavar="FILE",
+                       help="pairwise kinship (KING .kin0/.kin, or UK Biobank's ID1 ID2 "
+                            "HetHet IBS0 Kinship): relatives never straddle a split, and "
+                            "the associations use one person per related pair")
+    g_gen.add_argument("--kinship-threshold", dest="kinship_threshold", type=float,
+                       metavar="PHI", help="kinship at which two people count as related "
+                                           "(default 0.0442: third degree, as KING)")
+    g_gen.add_argument("--keep-relatives", dest="keep_relatives", action="store_true",
+                       help="with --kinship: keep every relative in the associations "
+                            "(the splits stay family-aware)")
+    g_gen.add_argument("--ancestry-column", dest="ancestry_column", metavar="COLUMN",
+                       help="a participants.tsv column naming each person's ancestry "
+                            "group: held-out performance and associations are also "
+                            "reported within each group")
     g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
                        help="add N genetic principal components as covariates")
     g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",

@@ -1,4 +1,11 @@
-"""Genotype QC with PLINK's definitions and order: --mind, then --geno, --hwe, --maf."""
+"""Genotype QC with PLINK's definitions and order: --mind, then --geno, --hwe, --maf,
+and the imputation r² filter (``--min-info``, as plink2's ``--mach-r2-filter``).
+
+Dosages (PLINK 2, BGEN) are judged as plink2 judges them: a dosage within
+:data:`HARDCALL_THRESHOLD` of an integer is also a hard call; missing-call rates and the
+Hardy-Weinberg test use the hard calls, allele frequencies and the imputation r² use the
+dosages. With hard calls only (PLINK 1) both are the same.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +36,32 @@ class QCThresholds:
     geno: float | None = 0.1
     hwe: float | None = 1e-6
     maf: float | None = 0.01
+    min_info: float | None = None
+
+
+#: A dosage this close to an integer is a hard call (plink2's --hardcall-threshold).
+HARDCALL_THRESHOLD = 0.1
+
+
+def hard_calls(dosages: np.ndarray) -> np.ndarray:
+    """The hard calls of dosages (NaN where no integer is within the threshold)."""
+    rounded = np.round(dosages)
+    return np.where(np.abs(dosages - rounded) <= HARDCALL_THRESHOLD + 1e-6, rounded, np.nan)
+
+
+def mach_r2(dosages: np.ndarray) -> np.ndarray:
+    """Imputation r² per column: dosage variance over its Hardy-Weinberg expectation.
+
+    MaCH's Rsq, computed as ``plink2 --freq cols=+machr2`` does (population variance of
+    the non-missing dosages over ``2p(1 - p)``); about 1 for well-called SNPs, near 0
+    for a SNP the imputation knew nothing about. NaN for a monomorphic column.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(dosages, axis=0) if dosages.shape[0] else np.full(
+            dosages.shape[1], np.nan)
+        var = np.nanmean(dosages ** 2, axis=0) - mean ** 2
+        p = mean / 2.0
+        return np.where((p > 0) & (p < 1), var / (2.0 * p * (1.0 - p)), np.nan)
 
 
 def person_missingness(dosages: np.ndarray) -> np.ndarray:
@@ -37,13 +70,15 @@ def person_missingness(dosages: np.ndarray) -> np.ndarray:
 
 
 def snp_stats(dosages: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-SNP call rate, A1 frequency and HWE exact p (PLINK's --missing/--freq/--hardy)."""
-    called = ~np.isnan(dosages)
-    n_called = called.sum(axis=0)
+    """Per-SNP call rate, A1 frequency, HWE exact p and imputation r² (PLINK's
+    --missing/--freq/--hardy and plink2's MACH_R2)."""
+    calls = hard_calls(dosages)
+    n_called = (~np.isnan(calls)).sum(axis=0)
+    n_dosage = (~np.isnan(dosages)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        a1_freq = np.nansum(dosages, axis=0) / (2.0 * n_called)
+        a1_freq = np.nansum(dosages, axis=0) / (2.0 * n_dosage)
     return {"call_rate": n_called / max(dosages.shape[0], 1), "a1_freq": a1_freq,
-            "hwe_p": hwe_exact_pvalues(dosages)}
+            "hwe_p": hwe_exact_pvalues(calls), "info": mach_r2(dosages)}
 
 
 def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarray]:
@@ -57,9 +92,9 @@ def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarra
     -------
     dict
         ``person_missing``, ``person_kept`` (bool), ``call_rate``, ``a1_freq``,
-        ``hwe_p`` (on kept people), ``snp_reason`` (str, empty when kept).
+        ``hwe_p``, ``info`` (on kept people), ``snp_reason`` (str, empty when kept).
     """
-    person_missing = person_missingness(dosages)
+    person_missing = person_missingness(hard_calls(dosages))
     person_kept = np.ones(dosages.shape[0], bool)
     if thresholds.mind is not None:
         person_kept = person_missing <= thresholds.mind + 1e-12
@@ -79,5 +114,9 @@ def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarra
         reasons[bad] = ["monomorphic" if (m == 0 or np.isnan(m)) else
                         f"minor-allele frequency {m:.4f} < {thresholds.maf:g} (--maf)"
                         for m in maf[bad]]
+    if thresholds.min_info is not None:
+        bad = (reasons == "") & ~(stats["info"] >= thresholds.min_info - 1e-12)
+        reasons[bad] = [f"imputation r² {v:.4f} < {thresholds.min_info:g} (--min-info)"
+                        for v in stats["info"][bad]]
     return {"person_missing": person_missing, "person_kept": person_kept, **stats,
             "snp_reason": reasons}

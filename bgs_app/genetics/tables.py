@@ -10,11 +10,16 @@ from bgs_app.utils.tables import write_table
 SNP_QC_COLUMNS = {
     "snp": "SNP identifier (rsID) as in the .bim file",
     "chrom": "Chromosome", "pos": "Base-pair position",
-    "a1": "Counted allele (A1, .bim column 5): dosages count copies of it",
-    "a2": "Other allele (A2, .bim column 6)",
-    "a1_freq": "Frequency of A1 among the people kept after --mind",
-    "call_rate": "Fraction of those people with a genotype call",
-    "hwe_p": "Hardy-Weinberg exact test p-value (Wigginton et al. 2005, as PLINK --hardy)",
+    "a1": "Counted allele (A1: .bim column 5, the .pvar ALT, or the BGEN's second allele): "
+          "dosages count copies of it",
+    "a2": "Other allele (A2: .bim column 6, the .pvar REF, or the BGEN's first allele)",
+    "a1_freq": "Frequency of A1 among the people kept after --mind (from the dosages)",
+    "call_rate": "Fraction of those people with a hard call (a dosage within 0.1 of an "
+                 "integer, as plink2 --missing)",
+    "hwe_p": "Hardy-Weinberg exact test p-value on the hard calls (Wigginton et al. 2005, "
+             "as PLINK --hardy)",
+    "info": "Imputation r² (MaCH Rsq: dosage variance over 2p(1-p), as plink2 --freq "
+            "cols=+machr2); about 1 for hard calls",
     "kept": "Whether the SNP passed QC", "reason": "Why the SNP was dropped",
 }
 PERSON_COLUMNS = {
@@ -32,7 +37,8 @@ def write_genotype_tables(genotypes: Genotypes, group_dir: Path,
     """Write ``genotype_qc.tsv`` and ``subjects.tsv`` (with sidecars) under ``group_dir``."""
     group_dir = Path(group_dir)
     qc = write_table(genotypes.snp_qc, group_dir / "genotype_qc.tsv", SNP_QC_COLUMNS,
-                     {"Source": genotypes.source, "Thresholds": thresholds})
+                     {"Source": genotypes.source, "Thresholds": thresholds,
+                      "GenotypeKind": genotypes.dosage_kind})
     subjects = write_table(genotypes.person_qc, group_dir / "subjects.tsv", PERSON_COLUMNS,
                            {"Summary": genotypes.summary})
     return qc, subjects

@@ -112,7 +112,9 @@ def train_and_score(context: RunContext, inputs) -> None:
     images = inputs.images[inputs.images["participant_id"].isin(kept)].reset_index(drop=True)
     grid = grid_metadata(inputs.resolution, inputs.template)
     store = build_store(context, images, grid)
-    models = train_models(context, store, images, dosages, split, alleles, grid)
+    soft = genotypes.probabilities if genotypes.dosage_kind != "hard calls" else None
+    models = train_models(context, store, images, dosages, split, alleles, grid,
+                          probabilities=soft)
     # Under torchrun every rank scores, and computes saliency for, a share of the
     # held-out images; rank 0 writes the tables and maps, and alone runs what follows.
     probs, scored = score_held_out(context, models, store, images, split)

@@ -40,10 +40,11 @@ def load_study_genotypes(context: RunContext, participants: list[str],
 
     config = context.config
     thresholds = {"maf": config.maf, "geno": config.geno, "hwe": config.hwe,
-                  "mind": config.mind}
+                  "mind": config.mind, "min_info": config.min_info}
     genotypes = load_genotypes(config.genotypes, snps or requested_snps(config),
                                participants, id_map=config.genotype_id_map,
-                               excluded=excluded, **thresholds)
+                               excluded=excluded, keep=config.keep, remove=config.remove,
+                               index_dir=context.group_work / "bgen_index", **thresholds)
     snp_labels(genotypes.dosages.columns)  # their maps' file names must not collide
     if write:
         write_genotype_tables(genotypes, context.group_dir, thresholds)

@@ -8,6 +8,7 @@ trains (DistributedDataParallel); rank 0 builds the store and writes the bundles
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
 
 
 def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
-                 split: pd.Series, alleles: pd.DataFrame, grid: dict) -> list[TrainedModel]:
+                 split: pd.Series, alleles: pd.DataFrame, grid: dict, *,
+                 probabilities: np.ndarray | None = None) -> list[TrainedModel]:
     """Train every model of ``split`` (or reuse its bundle when current).
 
     Parameters
@@ -86,6 +88,9 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         (recorded in the bundles).
     grid : dict
         :func:`bgs_app.grid.grid_metadata`.
+    probabilities : numpy.ndarray, optional
+        ``dosages.shape + (3,)`` genotype probabilities (imputed dosages): the training
+        targets (soft labels) instead of the hard calls.
 
     Returns
     -------
@@ -114,13 +119,21 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     def dos(pids):
         return dosages.loc[[p for p in pids for _ in rows_of[p]]].to_numpy(np.float32)
 
+    def labels(pids):
+        if probabilities is None:
+            return dos(pids)
+        at = dosages.index.get_indexer([p for p in pids for _ in rows_of[p]])
+        return np.asarray(probabilities, np.float32)[at]
+
     models = []
     for k, (name, train, val, test) in enumerate(sets):
         bundle_dir = (context.group_dir / "model" if name == "model"
                       else context.group_dir / "model" / name)
         train_dir = context.group_work / "train" / name
         parts = [store.index["sha256"].tolist(), dosages.to_numpy().tolist(),
-                 split.to_dict(), vars(cfg), snps]
+                 split.to_dict(), vars(cfg), snps,
+                 None if probabilities is None else hashlib.sha256(np.ascontiguousarray(
+                     probabilities, np.float32).tobytes()).hexdigest()]
         trained = stage(context, f"train-{name}", parts, [bundle_dir / "model.json"])
         if trained.current():  # every rank agrees
             model, meta = load_bundle(bundle_dir)
@@ -137,7 +150,8 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         distributed.barrier()
         LOGGER.info("%s: training on %d, validating on %d, testing on %d participants",
                     name, len(train), len(val), len(test))
-        model, log = train_model(store, rows(train), dos(train), rows(val), dos(val), snps,
+        model, log = train_model(store, rows(train), labels(train), rows(val), labels(val),
+                                 snps,
                                  train_dir, cfg, label=f"{name} ({k + 1}/{len(sets)})")
         metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)
         if context.is_main:

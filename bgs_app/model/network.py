@@ -68,28 +68,38 @@ def expected_dosage(logits: torch.Tensor) -> torch.Tensor:
     return prob[..., 1] + 2.0 * prob[..., 2]
 
 
-def masked_cross_entropy(logits: torch.Tensor, dosages: torch.Tensor,
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                          class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the called genotypes (NaN dosages are ignored).
+    """Mean cross-entropy over the genotyped entries (NaN targets are ignored).
 
     Parameters
     ----------
     logits : torch.Tensor
         (batch, n_snps, 3).
-    dosages : torch.Tensor
-        (batch, n_snps) with 0/1/2 or NaN.
+    targets : torch.Tensor
+        (batch, n_snps) hard calls 0/1/2, or (batch, n_snps, 3) genotype probabilities
+        (soft labels: the cross-entropy against the distribution, of which a hard call is
+        the one-hot case); NaN where missing. A non-integer 2-D target is refused rather
+        than truncated.
     class_weights : torch.Tensor, optional
-        (n_snps, 3) weights (e.g. up-weighting rare homozygotes).
+        (n_snps, 3) weights (e.g. up-weighting rare homozygotes); a soft label weighs
+        its classes by their probabilities.
     """
-    called = ~torch.isnan(dosages)
+    if targets.dim() == logits.dim() - 1:
+        called = ~torch.isnan(targets)
+        calls = torch.where(called, targets, torch.zeros_like(targets))
+        if not torch.equal(calls, torch.round(calls)):
+            raise ValueError("hard-call targets must be 0, 1 or 2; pass dosages as "
+                             "genotype probabilities (batch, n_snps, 3)")
+        targets = torch.nn.functional.one_hot(calls.long(), 3).to(logits.dtype)
+    else:
+        called = ~torch.isnan(targets).any(dim=-1)
+        targets = torch.where(called.unsqueeze(-1), targets, torch.zeros_like(targets))
     if not called.any():
         return logits.sum() * 0.0
-    target = torch.where(called, dosages, torch.zeros_like(dosages)).long()
     logp = torch.log_softmax(logits, dim=-1)
-    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    nll = -(targets * logp).sum(-1)
     if class_weights is not None:
-        weight = class_weights.unsqueeze(0).expand_as(logits).gather(
-            -1, target.unsqueeze(-1)).squeeze(-1)
-        nll = nll * weight
-        return (nll * called).sum() / (weight * called).sum()
+        weight = (targets * class_weights.unsqueeze(0)).sum(-1)
+        return (nll * weight * called).sum() / (weight * called).sum()
     return (nll * called).sum() / called.sum()

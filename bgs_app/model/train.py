@@ -62,8 +62,11 @@ def _lr_factor(epoch: int, cfg: TrainConfig) -> float:
     return 0.1 ** ((epoch - cfg.warmup_epochs) // max(cfg.epochs // 3, 1))
 
 
-def _class_weights(dosages: np.ndarray) -> torch.Tensor:
-    counts = np.stack([(dosages == c).sum(0) for c in range(3)], axis=1).astype(float)
+def _class_weights(labels: np.ndarray) -> torch.Tensor:
+    if labels.ndim == 3:  # genotype probabilities: expected counts
+        counts = np.nansum(labels, axis=0).astype(float)
+    else:
+        counts = np.stack([(labels == c).sum(0) for c in range(3)], axis=1).astype(float)
     weights = counts.sum(1, keepdims=True) / (3 * np.maximum(counts, 1))
     return torch.from_numpy(np.clip(weights, 0.2, 10.0)).float()
 
@@ -96,7 +99,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
     train_rows, val_rows : sequence of int
         Store rows.
     train_dosages, val_dosages : numpy.ndarray
-        (rows, n_snps) with 0/1/2 or NaN.
+        (rows, n_snps) hard calls 0/1/2 or NaN, or (rows, n_snps, 3) genotype
+        probabilities (soft labels; NaN where missing).
     snps : list of str
     out_dir : path-like
         Where ``checkpoint.pt``, ``best.pt`` and ``training_log.tsv`` go.
@@ -190,9 +194,9 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - began,
                "volumes_per_s": seen / max(time.perf_counter() - began, 1e-9)}
+        val_expected = _expected(val_dosages)
         for j, snp in enumerate(snps):
-            row[f"val_auc_{snp}"] = genotype_metrics(np.asarray(val_dosages)[:, j],
-                                                     probs[:, j])["auc"]
+            row[f"val_auc_{snp}"] = genotype_metrics(val_expected[:, j], probs[:, j])["auc"]
         rows.append(row)
         # Every rank validates on the whole validation set, so every rank takes the same
         # early-stopping decision; only rank 0 writes.
@@ -212,6 +216,12 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         model.load_state_dict(torch.load(best, weights_only=True,
                                          map_location=device)["model"])
     return model, pd.DataFrame(rows)
+
+
+def _expected(labels) -> np.ndarray:
+    """Dosages of hard calls or genotype probabilities (rows, n_snps)."""
+    labels = np.asarray(labels, np.float32)
+    return labels @ np.array([0.0, 1.0, 2.0], np.float32) if labels.ndim == 3 else labels
 
 
 def _write_epoch(out_dir: Path, rows: list, model: SFCN, opt, cfg: TrainConfig,

@@ -12,7 +12,8 @@ def genotype_metrics(dosage: np.ndarray, probabilities: np.ndarray) -> dict[str,
     Parameters
     ----------
     dosage : numpy.ndarray
-        True counts (0/1/2; NaN missing), shape (n,).
+        True counts (0/1/2) or expected dosages in [0, 2] (NaN missing), shape (n,).
+        The AUCs use the nearest genotype; the correlation uses the dosage itself.
     probabilities : numpy.ndarray
         Predicted P(0), P(1), P(2), shape (n, 3).
 
@@ -30,7 +31,8 @@ def genotype_metrics(dosage: np.ndarray, probabilities: np.ndarray) -> dict[str,
     dosage = np.asarray(dosage, float)
     probabilities = np.asarray(probabilities, float)
     ok = ~np.isnan(dosage) & np.isfinite(probabilities).all(axis=1)
-    d, prob = dosage[ok].astype(int), probabilities[ok]
+    dose, prob = dosage[ok], probabilities[ok]
+    d = np.clip(np.round(dose), 0, 2).astype(int)
     score = prob[:, 1] + 2.0 * prob[:, 2]
     out = {"n_test": int(ok.sum()), "auc": np.nan, "auc_carrier": np.nan,
            "r_dosage": np.nan, "p_r_dosage": np.nan}
@@ -41,7 +43,7 @@ def genotype_metrics(dosage: np.ndarray, probabilities: np.ndarray) -> dict[str,
         carrier = d >= 1
         if 0 < carrier.sum() < carrier.size:
             out["auc_carrier"] = float(roc_auc_score(carrier, score))
-        out.update(score_dosage_correlation(d, score))
+        out.update(score_dosage_correlation(dose, score))
     r, n = out["r_dosage"], out["n_test"]
     if np.isfinite(r) and n > 2 and abs(r) < 1:
         out["first_stage_f"] = float(r * r * (n - 2) / (1 - r * r))
