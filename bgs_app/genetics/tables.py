@@ -28,17 +28,25 @@ PERSON_COLUMNS = {
     "call_rate": "Fraction of the requested SNPs with a genotype call",
     "kept": "Whether the person's genotypes were used",
     "reason": "Why the person was not used (QC, no MRI, not genotyped, or excluded by "
-              "--exclude-label)",
+              "--exclude-label, --keep or --remove)",
+    "family": "With --kinship: the person's family (connected relatives at the kinship "
+              "threshold); a split never divides a family",
+    "association_set": "With --kinship: whether the person is in the unrelated set the "
+                       "associations use, and if not, the relative kept instead",
 }
 
 
 def write_genotype_tables(genotypes: Genotypes, group_dir: Path,
-                          thresholds: dict[str, float | None]) -> tuple[Path, Path]:
+                          thresholds: dict[str, float | None],
+                          relatives: dict | None = None) -> tuple[Path, Path]:
     """Write ``genotype_qc.tsv`` and ``subjects.tsv`` (with sidecars) under ``group_dir``."""
     group_dir = Path(group_dir)
     qc = write_table(genotypes.snp_qc, group_dir / "genotype_qc.tsv", SNP_QC_COLUMNS,
                      {"Source": genotypes.source, "Thresholds": thresholds,
                       "GenotypeKind": genotypes.dosage_kind})
-    subjects = write_table(genotypes.person_qc, group_dir / "subjects.tsv", PERSON_COLUMNS,
-                           {"Summary": genotypes.summary})
+    subjects = write_table(genotypes.person_qc, group_dir / "subjects.tsv",
+                           {k: v for k, v in PERSON_COLUMNS.items()
+                            if k in genotypes.person_qc.columns},
+                           {"Summary": genotypes.summary,
+                            **({"Relatives": relatives} if relatives else {})})
     return qc, subjects

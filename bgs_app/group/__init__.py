@@ -99,6 +99,7 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.group.associations import associate_scores
     from bgs_app.group.baseline import idp_baseline
     from bgs_app.group.genotypes import load_study_genotypes, study_alleles
+    from bgs_app.group.relatives import study_relatives
     from bgs_app.group.saliency import held_out_maps
     from bgs_app.group.scores import score_held_out, write_held_out_scores
     from bgs_app.group.split import make_study_split
@@ -108,13 +109,14 @@ def train_and_score(context: RunContext, inputs) -> None:
                                      excluded=inputs.excluded)
     dosages, alleles = genotypes.dosages, study_alleles(genotypes)
     kept = [p for p in inputs.participants if p in dosages.index]
-    split = make_study_split(context, kept)
+    relatives = study_relatives(context, genotypes, kept, write=context.is_main)
+    split = make_study_split(context, kept, relatives.families)
     images = inputs.images[inputs.images["participant_id"].isin(kept)].reset_index(drop=True)
     grid = grid_metadata(inputs.resolution, inputs.template)
     store = build_store(context, images, grid)
     soft = genotypes.probabilities if genotypes.dosage_kind != "hard calls" else None
     models = train_models(context, store, images, dosages, split, alleles, grid,
-                          probabilities=soft)
+                          probabilities=soft, families=relatives.families)
     # Under torchrun every rank scores, and computes saliency for, a share of the
     # held-out images; rank 0 writes the tables and maps, and alone runs what follows.
     probs, scored = score_held_out(context, models, store, images, split)
@@ -126,4 +128,5 @@ def train_and_score(context: RunContext, inputs) -> None:
         return
     idp_scores = idp_baseline(context, images, dosages, split)
     associate_scores(context, inputs, dosages, idp_scores, alleles=alleles,
-                     tested=genotypes.snp_qc[["snp", "chrom", "pos"]])
+                     tested=genotypes.snp_qc[["snp", "chrom", "pos"]],
+                     unrelated=relatives.unrelated)

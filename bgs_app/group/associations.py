@@ -28,7 +28,8 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
                      gate_performance: pd.DataFrame | None = None,
                      alleles: pd.DataFrame | None = None,
                      flipped: list[str] | None = None,
-                     tested: pd.DataFrame | None = None) -> None:
+                     tested: pd.DataFrame | None = None,
+                     unrelated: list[str] | None = None) -> None:
     """Write ``performance.tsv`` from its parts and ``associations.tsv``.
 
     Parameters
@@ -52,6 +53,9 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
         Apply mode: SNPs whose site dosages were flipped to count the model's allele.
     tested : pandas.DataFrame, optional
         The tested SNPs with ``chrom`` and ``pos``, left out of computed genetic PCs.
+    unrelated : list of str, optional
+        With ``--kinship``: the unrelated set; the associations use only these
+        participants (the gate's held-out performance uses every scored participant).
     """
     from bgs_app.model.scores import scores_wide
     from bgs_app.stats import load_phenotypes
@@ -63,10 +67,10 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
     parts = [performance_part(context, source) for source in performance]
     perf = [pd.read_csv(p, sep="\t", na_values="n/a") for p in parts if p.is_file()]
     perf_table = pd.concat(perf, ignore_index=True) if perf else None
-    if perf_table is not None:
-        write_performance(perf_table, out)
     names = measures(config)
     if not names:
+        if perf_table is not None:
+            write_performance(perf_table, out)
         LOGGER.warning("No cognitive measures (--phenotypes, or phenotype/*.tsv); "
                        "associations skipped")
         return
@@ -86,6 +90,16 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
             baselines[model] = rows.pivot_table(index="participant_id", columns="snp",
                                                 values="score")
     sources = {"cnn": cnn, **baselines}
+    pcs = pc_columns(plan, covs)
+    if perf_table is not None and pcs and dosages is not None:
+        perf_table = adjust_performance(perf_table, sources, dosages, covs[pcs])
+    if perf_table is not None:
+        write_performance(perf_table, out)
+    n_scored = len(cnn)
+    if unrelated is not None:
+        cnn = cnn[cnn.index.isin(set(unrelated))]
+        LOGGER.info("Associations: %d of %d scored participants are in the unrelated set",
+                    len(cnn), n_scored)
     validated = None
     gate = {"Gate": config.score_gate}
     if config.score_gate == "validated":
@@ -119,6 +133,8 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
                                         "computed_pcs": plan.compute_pcs},
                                     "PhenotypeSession": config.phenotype_session,
                                     "Participants": int(len(cnn)), "ScoreGate": gate,
+                                    "GateAdjustedFor": pcs,
+                                    "UnrelatedSet": unrelated is not None,
                                     "FDR": config.fdr_method,
                                     "MinFirstStageF": MIN_FIRST_STAGE_F,
                                     "Families": families,
@@ -133,3 +149,33 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
     LOGGER.info("Associations: %d rows; families %s; CNN claims: %d genetic, %d anatomical",
                 len(table), ", ".join(f"{k} {v}" for k, v in families.items()) or "none",
                 int(claims.get("genetic", 0)), int(claims.get("anatomical", 0)))
+
+
+def pc_columns(plan, covs: pd.DataFrame | None) -> list[str]:
+    """The genetic-PC columns among the covariates (precomputed ``pcK`` or computed
+    ``PCK``)."""
+    if covs is None:
+        return []
+    names = set(plan.pc_columns) | {f"PC{i + 1}" for i in range(plan.compute_pcs)}
+    return [c for c in covs.columns if c in names]
+
+
+def adjust_performance(perf: pd.DataFrame, sources: dict[str, pd.DataFrame],
+                       dosages: pd.DataFrame, pcs: pd.DataFrame) -> pd.DataFrame:
+    """``performance.tsv`` with ``r_dosage_pcs``/``p_r_dosage_pcs``: each source's
+    held-out score-dosage correlation given the genetic PCs (what the gate judges)."""
+    from bgs_app.stats.metrics import partial_score_dosage_correlation
+
+    perf = perf.copy()
+    values = []
+    for model, snp in zip(perf["model"], perf["snp"], strict=True):
+        scores = sources.get(str(model))
+        if scores is None or snp not in scores.columns or snp not in dosages.columns:
+            values.append({"r_dosage_pcs": float("nan"), "p_r_dosage_pcs": float("nan")})
+            continue
+        ids = scores.index
+        values.append(partial_score_dosage_correlation(
+            dosages[snp].reindex(ids).to_numpy(float), scores[snp].to_numpy(float),
+            pcs.reindex(ids).to_numpy(float)))
+    extra = pd.DataFrame(values, index=perf.index)
+    return pd.concat([perf, extra], axis=1)

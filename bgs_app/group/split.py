@@ -16,11 +16,16 @@ SPLIT_COLUMNS = {
     "split": {"Description": "train, val (early stopping) or test (held out); or "
                              "fold-<k> with cross-fitting (scored by the model trained "
                              "without fold k)"},
+    "family": {"Description": "With --kinship: the participant's family; a family is "
+                              "never divided between sets or folds"},
 }
 
 
-def make_study_split(context: RunContext, participants: list[str]):
+def make_study_split(context: RunContext, participants: list[str], families=None):
     """Split the participants (written as ``split.tsv`` by rank 0).
+
+    With ``families`` (participant -> family, from ``--kinship``) whole families are
+    drawn, so relatives never straddle two sets or folds.
 
     Raises
     ------
@@ -36,16 +41,22 @@ def make_study_split(context: RunContext, participants: list[str]):
                           "needed to train and test a model")
     split = make_split(participants, sites(config, participants),
                        test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-                       cv_folds=config.cv_folds, seed=config.seed)
+                       cv_folds=config.cv_folds, seed=config.seed, families=families)
     if context.is_main:
-        write_table(split.reset_index(), context.group_dir / "split.tsv", SPLIT_COLUMNS,
+        table = split.reset_index()
+        if families is not None:
+            table["family"] = families.reindex(split.index).to_numpy()
+        write_table(table, context.group_dir / "split.tsv", SPLIT_COLUMNS,
                     {"Seed": config.seed, "TestFraction": config.test_fraction,
-                     "ValFraction": config.val_fraction, "CVFolds": config.cv_folds})
+                     "ValFraction": config.val_fraction, "CVFolds": config.cv_folds,
+                     "FamilyAware": families is not None})
     return split
 
 
-def model_sets(context: RunContext, split) -> list[tuple[str, list[str], list[str], list[str]]]:
-    """``(name, train, validation, test)`` participants of every model of ``split``.
+def model_sets(context: RunContext, split, families=None
+               ) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """``(name, train, validation, test)`` participants of every model of ``split``
+    (validation sets drawn by whole families when ``families`` is given).
 
     Raises
     ------
@@ -55,7 +66,7 @@ def model_sets(context: RunContext, split) -> list[tuple[str, list[str], list[st
     from bgs_app.stats.splits import training_sets
 
     config = context.config
-    sets = training_sets(split, config.val_fraction, config.seed)
+    sets = training_sets(split, config.val_fraction, config.seed, families)
     for name, train, val, test in sets:
         if len(train) < MIN_TRAIN or not val or not test:
             raise NoDataError(f"{name}: {len(train)} training, {len(val)} validation and "

@@ -68,7 +68,8 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
 
 def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
                  split: pd.Series, alleles: pd.DataFrame, grid: dict, *,
-                 probabilities: np.ndarray | None = None) -> list[TrainedModel]:
+                 probabilities: np.ndarray | None = None,
+                 families: pd.Series | None = None) -> list[TrainedModel]:
     """Train every model of ``split`` (or reuse its bundle when current).
 
     Parameters
@@ -91,6 +92,8 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     probabilities : numpy.ndarray, optional
         ``dosages.shape + (3,)`` genotype probabilities (imputed dosages): the training
         targets (soft labels) instead of the hard calls.
+    families : pandas.Series, optional
+        Participant -> family (``--kinship``): validation sets are drawn by family.
 
     Returns
     -------
@@ -102,7 +105,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     from bgs_app.model.train import TrainConfig, train_model
 
     config = context.config
-    sets = model_sets(context, split)
+    sets = model_sets(context, split, families)
     snps = list(dosages.columns)
     cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
                       lr=config.learning_rate, seed=config.seed,

@@ -6,8 +6,11 @@ trunk, so a head that learnt nothing about its SNP still outputs a projection of
 trunk's features -- anatomy that other SNPs (or cognition itself) drive. Testing such a
 score against cognition finds that anatomy, not the SNP. The gate keeps a score in the
 Bonferroni/FDR family only when its held-out score-dosage correlation is positive and
-Bonferroni-significant over the model's SNPs. The gate uses genotypes and scores only,
-never the cognitive measures, so the family is fixed before any outcome is looked at.
+Bonferroni-significant over the model's SNPs. With genetic PCs among the covariates the
+correlation is the partial one given the PCs (``r_dosage_pcs``): a score that predicts a
+SNP only through ancestry-linked anatomy (the SNP's frequency differs by ancestry) does
+not pass. The gate uses genotypes, scores and PCs only, never the cognitive measures, so
+the family is fixed before any outcome is looked at.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str
     Parameters
     ----------
     performance : pandas.DataFrame
-        Rows of ``performance.tsv`` (``model``, ``snp``, ``r_dosage``, ``p_r_dosage``).
+        Rows of ``performance.tsv`` (``model``, ``snp``, ``r_dosage``, ``p_r_dosage``; the
+        PC-adjusted ``r_dosage_pcs``, ``p_r_dosage_pcs`` are used when present).
     alpha : float
         Family-wise level; a model's SNPs are Bonferroni-corrected among themselves.
 
@@ -34,9 +38,11 @@ def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str
         ``{model: {snp, ...}}`` for every model in ``performance`` (possibly empty sets).
     """
     out: dict[str, set[str]] = {}
+    adjusted = "p_r_dosage_pcs" in performance
     for model, rows in performance.groupby("model"):
-        p = pd.to_numeric(rows["p_r_dosage"], errors="coerce").to_numpy(float)
-        r = pd.to_numeric(rows["r_dosage"], errors="coerce").to_numpy(float)
+        suffix = "_pcs" if adjusted else ""
+        p = pd.to_numeric(rows[f"p_r_dosage{suffix}"], errors="coerce").to_numpy(float)
+        r = pd.to_numeric(rows[f"r_dosage{suffix}"], errors="coerce").to_numpy(float)
         keep = np.isfinite(p) & (r > 0) & (p * len(rows) < alpha)
         out[str(model)] = set(rows["snp"].astype(str)[keep])
     return out

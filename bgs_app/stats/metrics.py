@@ -72,3 +72,39 @@ def score_dosage_correlation(dosage: np.ndarray, score: np.ndarray) -> dict[str,
         return {"r_dosage": np.nan, "p_r_dosage": np.nan}
     r, p = stats.pearsonr(score[ok], dosage[ok])
     return {"r_dosage": float(r), "p_r_dosage": float(p)}
+
+
+def partial_score_dosage_correlation(dosage: np.ndarray, score: np.ndarray,
+                                     covariates: np.ndarray) -> dict[str, float]:
+    """Correlation of a score with the dosage after both are residualised on covariates
+    (genetic PCs): what a score predicts of its genotype beyond ancestry.
+
+    Parameters
+    ----------
+    dosage, score : numpy.ndarray
+        Shape (n,); rows with a NaN anywhere are skipped.
+    covariates : numpy.ndarray
+        (n, k); an intercept is added.
+
+    Returns
+    -------
+    dict
+        ``r_dosage_pcs`` and ``p_r_dosage_pcs`` (two-sided t test with n - 2 - k degrees
+        of freedom); NaN when too few rows or a constant residual.
+    """
+    dosage, score = np.asarray(dosage, float), np.asarray(score, float)
+    z = np.asarray(covariates, float).reshape(len(dosage), -1)
+    ok = np.isfinite(dosage) & np.isfinite(score) & np.isfinite(z).all(axis=1)
+    design = np.column_stack([np.ones(ok.sum()), z[ok]])
+    df = int(ok.sum()) - 1 - design.shape[1]
+    nan = {"r_dosage_pcs": np.nan, "p_r_dosage_pcs": np.nan}
+    if df < 1:
+        return nan
+    coef = np.linalg.lstsq(design, np.column_stack([dosage[ok], score[ok]]), rcond=None)[0]
+    res = np.column_stack([dosage[ok], score[ok]]) - design @ coef
+    sd = res.std(axis=0)
+    if (sd <= 1e-12 * np.maximum(np.abs(res).max(axis=0), 1)).any():
+        return nan
+    r = float(np.corrcoef(res[:, 0], res[:, 1])[0, 1])
+    t = r * np.sqrt(df / max(1 - r * r, 1e-300))
+    return {"r_dosage_pcs": r, "p_r_dosage_pcs": float(2 * stats.t.sf(abs(t), df))}

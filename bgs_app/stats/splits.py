@@ -12,12 +12,14 @@ import pandas as pd
 
 def make_split(participants: list[str], sites: pd.Series | None = None, *,
                test_fraction: float = 0.2, val_fraction: float = 0.1, cv_folds: int = 0,
-               seed: int = 0) -> pd.Series:
+               seed: int = 0, families: pd.Series | None = None) -> pd.Series:
     """Assign every participant to ``train``/``val``/``test``, or to ``fold-<k>``.
 
     Sets are drawn within each site (so every set has every site in proportion), with a
     seeded generator; with ``cv_folds`` = K > 1 each participant gets one of K folds
-    (cross-fitting: K models, each scoring the fold it never saw).
+    (cross-fitting: K models, each scoring the fold it never saw). With ``families``,
+    whole families are drawn (a family goes with the site most of its members are at),
+    so relatives never straddle two sets or folds.
 
     Parameters
     ----------
@@ -28,6 +30,9 @@ def make_split(participants: list[str], sites: pd.Series | None = None, *,
         Fractions of all participants.
     cv_folds : int
     seed : int
+    families : pandas.Series, optional
+        Family by participant (:func:`bgs_app.genetics.kinship.family_components`);
+        everyone unrelated when absent.
 
     Returns
     -------
@@ -37,21 +42,45 @@ def make_split(participants: list[str], sites: pd.Series | None = None, *,
     ids = pd.Index(list(dict.fromkeys(participants)), name="participant_id")
     site = (sites.reindex(ids).fillna("n/a").astype(str) if sites is not None
             else pd.Series("all", index=ids))
+    family = (families.reindex(ids).astype(object) if families is not None
+              else pd.Series(ids, index=ids, dtype=object))
+    family = family.where(family.notna(), pd.Series(ids, index=ids, dtype=object))
+    members = pd.Series(ids, index=ids).groupby(family.to_numpy(), sort=False).agg(list)
+    unit_site = {f: site[m].mode().sort_values().iloc[0] for f, m in members.items()}
     rng = np.random.default_rng(seed)
     out = pd.Series("train", index=ids, name="split")
-    for name in sorted(site.unique()):
-        members = ids[site.to_numpy() == name].to_numpy()
-        members = members[rng.permutation(len(members))]
+    for name in sorted(set(unit_site.values())):
+        units = [f for f in members.index if unit_site[f] == name]
+        units = [units[i] for i in rng.permutation(len(units))]
         if cv_folds and cv_folds > 1:
             offset = int(rng.integers(cv_folds))
-            for i, pid in enumerate(members):
-                out[pid] = f"fold-{(i + offset) % cv_folds}"
+            if families is None:
+                for i, f in enumerate(units):
+                    out[members[f]] = f"fold-{(i + offset) % cv_folds}"
+                continue
+            # Largest families first, each to the smallest fold so far (ties: in turn).
+            sizes = np.zeros(cv_folds, int)
+            for f in sorted(units, key=lambda u: -len(members[u])):
+                k = int(np.argmin(np.roll(sizes, -offset))) + offset
+                k %= cv_folds
+                out[members[f]] = f"fold-{k}"
+                sizes[k] += len(members[f])
             continue
-        n = len(members)
+        n = sum(len(members[f]) for f in units)
         n_test = int(round(test_fraction * n))
         n_val = int(round(val_fraction * n))
-        out[members[:n_test]] = "test"
-        out[members[n_test:n_test + n_val]] = "val"
+        # Whole families in turn, each set filled up to its size without exceeding it
+        # (a family too large for what is left waits for the next set).
+        remaining = units
+        for label, target in (("test", n_test), ("val", n_val)):
+            taken, rest = 0, []
+            for f in remaining:
+                if taken + len(members[f]) <= target:
+                    out[members[f]] = label
+                    taken += len(members[f])
+                else:
+                    rest.append(f)
+            remaining = rest
     return out
 
 
@@ -81,13 +110,15 @@ def held_out_sets(split: pd.Series) -> list[tuple[str, list[str], list[str]]]:
              split.index[values == "test"].tolist())]
 
 
-def training_sets(split: pd.Series, val_fraction: float, seed: int
+def training_sets(split: pd.Series, val_fraction: float, seed: int,
+                  families: pd.Series | None = None
                   ) -> list[tuple[str, list[str], list[str], list[str]]]:
     """Per model of the split, ``(name, train, validation, test)`` participants.
 
     The held-out split keeps its own ``val`` set; with cross-fitting each fold's model
     draws its validation set (``val_fraction`` of all participants, for early stopping)
-    from its training folds with a generator seeded by ``(seed, k)``.
+    from its training folds with a generator seeded by ``(seed, k)``, whole families at
+    a time when ``families`` is given.
 
     Parameters
     ----------
@@ -95,6 +126,8 @@ def training_sets(split: pd.Series, val_fraction: float, seed: int
         See :func:`held_out_sets`.
     val_fraction : float
     seed : int
+    families : pandas.Series, optional
+        Family by participant.
 
     Returns
     -------
@@ -108,8 +141,21 @@ def training_sets(split: pd.Series, val_fraction: float, seed: int
                         split.index[split == "val"].tolist(), test))
             continue
         k = int(name.split("-", 1)[1])
-        rest = np.asarray(rest, dtype=object)
-        rest = rest[np.random.default_rng([seed, k]).permutation(len(rest))]
         n_val = max(1, int(round(val_fraction * len(split))))
-        out.append((name, sorted(rest[n_val:]), sorted(rest[:n_val]), test))
+        if families is None:
+            rest = np.asarray(rest, dtype=object)
+            rest = rest[np.random.default_rng([seed, k]).permutation(len(rest))]
+            out.append((name, sorted(rest[n_val:]), sorted(rest[:n_val]), test))
+            continue
+        fam = families.reindex(rest)
+        fam = fam.where(fam.notna(), pd.Series(rest, index=rest, dtype=object))
+        groups = pd.Series(rest, index=rest).groupby(fam.to_numpy(), sort=False).agg(list)
+        order = np.random.default_rng([seed, k]).permutation(len(groups))
+        val: list[str] = []
+        for i in order:
+            if len(val) >= n_val:
+                break
+            val += groups.iloc[i]
+        chosen = set(val)
+        out.append((name, sorted(p for p in rest if p not in chosen), sorted(val), test))
     return out

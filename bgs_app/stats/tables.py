@@ -74,6 +74,10 @@ PERFORMANCE_COLUMNS = {
     "auc_carrier": "ROC AUC of the score for carrying at least one counted allele",
     "r_dosage": "Pearson correlation of the score (p1 + 2 p2) with the dosage",
     "p_r_dosage": "Two-sided p-value of r_dosage",
+    "r_dosage_pcs": "With genetic PCs among the covariates: the correlation of score and "
+                    "dosage after both are residualised on the PCs (what the score gate "
+                    "judges then)",
+    "p_r_dosage_pcs": "Two-sided p-value of r_dosage_pcs (t test, n - 2 - k df)",
     "first_stage_f": "F statistic of the score on the dosage (r^2 (n - 2) / (1 - r^2), no "
                      "covariates; associations.tsv has the first stage with them): 10 or "
                      "more is a strong instrument",
