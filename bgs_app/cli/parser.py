@@ -226,10 +226,6 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen.add_argument("--keep-relatives", dest="keep_relatives", action="store_true",
                        help="with --kinship: keep every relative in the associations "
                             "(the splits stay family-aware)")
-    g_gen.add_argument("--ancestry-column", dest="ancestry_column", metavar="COLUMN",
-                       help="a participants.tsv column naming each person's ancestry "
-                            "group: held-out performance and associations are also "
-                            "reported within each group")
     g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
                        help="add N genetic principal components as covariates")
     g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",
