@@ -120,7 +120,7 @@ def test_probabilities_from_dosage():
     assert np.isnan(p[5]).all()
 
 
-def test_ambiguous_or_missing_prefix(qc_fileset, tmp_path):
+def test_ambiguous_or_missing_prefix(tmp_path):
     with pytest.raises(GenotypeError, match="no .bed"):
         open_genotypes(tmp_path / "nothing")
     (tmp_path / "x.bed").write_bytes(b"")

@@ -14,6 +14,9 @@ from bgs_app.genetics.kinship import (
 )
 from bgs_app.genetics.plink import GenotypeError
 from bgs_app.stats.splits import make_split, training_sets
+from tests.test_genetics import qc_fileset
+
+__all__ = ["qc_fileset"]
 
 
 def test_reads_king_plink2_and_ukb_tables(tmp_path):
@@ -92,3 +95,43 @@ def test_unrelated_set_is_maximal_and_unrelated():
     # A chain A-B-C keeps A and C, not B.
     chain = pd.DataFrame({"iid1": ["A", "B"], "iid2": ["B", "C"], "kinship": [0.25, 0.25]})
     assert unrelated_set(["A", "B", "C"], chain)[0] == ["A", "C"]
+
+
+def test_group_relatives_write_families_and_the_unrelated_set(qc_fileset, tmp_path):
+    """The group stage pairs kinship IIDs with participants, writes who is left out of
+    the associations and why, and --keep-relatives keeps everyone."""
+    import json
+
+    from bgs_app.config import Config, RunContext
+    from bgs_app.genetics import load_genotypes
+    from bgs_app.group.relatives import study_relatives
+
+    kin = tmp_path / "study.kin0"
+    kin.write_text("#FID1\tID1\tFID2\tID2\tNSNP\tHETHET\tIBS0\tKINSHIP\n"
+                   "0021\t0021\t0022\t0022\t60\t0.1\t0.001\t0.25\n"
+                   "0022\t0022\t0023\t0023\t60\t0.1\t0.001\t0.24\n"
+                   "0024\t0024\t0025\t0025\t60\t0.1\t0.02\t0.03\n")  # not related
+    participants = [f"sub-{i:04d}" for i in range(20, 60)]
+    for keep_relatives in (False, True):
+        out = tmp_path / f"out{keep_relatives}"
+        config = Config.create(bids_dir=tmp_path, output_dir=out, analysis_level="group",
+                               kinship=kin, keep_relatives=keep_relatives,
+                               skull_strip_method="ants")
+        context = RunContext(config, template=None)
+        genotypes = load_genotypes(qc_fileset, participants=participants)
+        analysed = [p for p in participants if p in genotypes.dosages.index]
+        relatives = study_relatives(context, genotypes, analysed)
+        fam = relatives.families
+        assert fam["sub-0021"] == fam["sub-0022"] == fam["sub-0023"]
+        assert fam["sub-0024"] != fam["sub-0025"]
+        subjects = pd.read_csv(out / "group" / "subjects.tsv", sep="\t", dtype=str)
+        rows = subjects.set_index("participant_id")
+        if keep_relatives:
+            assert relatives.unrelated == analysed and not relatives.dropped
+            continue
+        assert set(relatives.dropped) == {"sub-0022"}  # the middle of the chain
+        assert rows.loc["sub-0022", "association_set"] == (
+            "no: related to sub-0021 (kinship 0.250)")
+        assert rows.loc["sub-0023", "association_set"] == "yes"
+        sidecar = json.loads((out / "group" / "subjects.json").read_text())
+        assert sidecar["Relatives"]["RelatedPairs"] == 2

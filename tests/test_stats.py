@@ -380,3 +380,30 @@ def test_sessions_become_one_row_per_participant(tmp_path):
         (root / "phenotype" / "more.tsv").write_text("participant_id\tx\nsub-01\t1\n"
                                                      "sub-01\t2\n")
         read_tables(root)
+
+
+def test_gate_judges_the_pc_adjusted_correlation():
+    """A score that tracks ancestry, whose SNP differs in frequency by ancestry,
+    correlates with the dosage, but not once both are adjusted for the PC."""
+    from bgs_app.stats.metrics import (
+        partial_score_dosage_correlation,
+        score_dosage_correlation,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 600
+    pc = np.repeat([-1.0, 1.0], n // 2) + rng.normal(0, 0.1, n)
+    dosage = rng.binomial(2, np.where(pc > 0, 0.6, 0.2)).astype(float)
+    ancestry_score = pc + rng.normal(0, 0.5, n)
+    genetic_score = dosage + rng.normal(0, 1.0, n)
+    raw = score_dosage_correlation(dosage, ancestry_score)
+    adjusted = partial_score_dosage_correlation(dosage, ancestry_score, pc[:, None])
+    assert raw["p_r_dosage"] < 1e-10 and adjusted["p_r_dosage_pcs"] > 0.001
+    real = partial_score_dosage_correlation(dosage, genetic_score, pc[:, None])
+    assert real["p_r_dosage_pcs"] < 1e-10
+    perf = pd.DataFrame([{"model": "cnn", "snp": s, **score_dosage_correlation(dosage, x),
+                          **partial_score_dosage_correlation(dosage, x, pc[:, None])}
+                         for s, x in (("ancestry", ancestry_score), ("real", genetic_score))])
+    assert validated_scores(perf)["cnn"] == {"real"}
+    assert validated_scores(perf.drop(columns=["r_dosage_pcs", "p_r_dosage_pcs"]))[
+        "cnn"] == {"ancestry", "real"}

@@ -218,8 +218,9 @@ def get_parser() -> argparse.ArgumentParser:
                        help="leave out these genotyped people (PLINK --remove file)")
     g_gen.add_argument("--kinship", dest="kinship", type=Path, metavar="FILE",
                        help="pairwise kinship (KING .kin0/.kin, or UK Biobank's ID1 ID2 "
-                            "HetHet IBS0 Kinship): relatives never straddle a split, and "
-                            "the associations use one person per related pair")
+                            "HetHet IBS0 Kinship), IDs as the genotype file's IIDs: "
+                            "relatives never straddle a split, and the associations use "
+                            "one person per related pair")
     g_gen.add_argument("--kinship-threshold", dest="kinship_threshold", type=float,
                        metavar="PHI", help="kinship at which two people count as related "
                                            "(default 0.0442: third degree, as KING)")

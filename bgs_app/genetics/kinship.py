@@ -120,19 +120,29 @@ def unrelated_set(people: list[str], pairs: pd.DataFrame
     dropped : dict
         Person -> (the kept relative closest to them, their kinship).
     """
+    import heapq
+
     neighbours: dict[str, dict[str, float]] = {p: {} for p in people}
     for a, b, k in zip(pairs["iid1"], pairs["iid2"], pairs["kinship"], strict=True):
         neighbours[a][b] = float(k)
         neighbours[b][a] = float(k)
-    alive = {p for p in people if neighbours[p]}
+    rank = {p: r for r, p in enumerate(sorted(people))}
+    degree = {p: len(neighbours[p]) for p in people}
+    alive = {p for p in people if degree[p]}
+    heap = [(-degree[p], -rank[p], p) for p in alive]
+    heapq.heapify(heap)
     dropped_order = []
-    while True:
-        live = [p for p in alive if any(q in alive for q in neighbours[p])]
-        if not live:
-            break
-        worst = max(live, key=lambda p: (sum(q in alive for q in neighbours[p]), p))
+    while heap:  # lazy deletion: stale entries are skipped
+        neg_degree, _, worst = heapq.heappop(heap)
+        if worst not in alive or -neg_degree != degree[worst] or degree[worst] == 0:
+            continue
         alive.discard(worst)
         dropped_order.append(worst)
+        for q in neighbours[worst]:
+            if q in alive:
+                degree[q] -= 1
+                if degree[q]:
+                    heapq.heappush(heap, (-degree[q], -rank[q], q))
     kept_set = {p for p in people if not neighbours[p]} | alive
     for p in reversed(dropped_order):  # maximality
         if not any(q in kept_set for q in neighbours[p]):

@@ -304,6 +304,7 @@ def _open_bgen(main: Path, index_dir: str | Path | None) -> GenotypeFile:
         metafile = folder / f"{main.stem}.{key.hexdigest()[:12]}.metafile"
         if not metafile.is_file():
             partial = metafile.with_suffix(".partial")
+            partial.unlink(missing_ok=True)  # left by a killed run
             bgen.create_metafile(str(partial), verbose=False)
             partial.replace(metafile)
     samples = _bgen_samples(main, embedded)

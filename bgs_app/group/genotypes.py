@@ -14,6 +14,12 @@ from bgs_app.group.inputs import requested_snps
 LOGGER = logging.getLogger("bgs_app")
 
 
+def qc_thresholds(config) -> dict[str, float | None]:
+    """The genotype QC thresholds of a run, as the QC tables' sidecar records them."""
+    return {"maf": config.maf, "geno": config.geno, "hwe": config.hwe, "mind": config.mind,
+            "min_info": config.min_info}
+
+
 def load_study_genotypes(context: RunContext, participants: list[str],
                          snps: list[str] | None = None, *, write: bool = True,
                          excluded: dict[str, str] | None = None):
@@ -39,8 +45,7 @@ def load_study_genotypes(context: RunContext, participants: list[str],
     from bgs_app.genetics.tables import write_genotype_tables
 
     config = context.config
-    thresholds = {"maf": config.maf, "geno": config.geno, "hwe": config.hwe,
-                  "mind": config.mind, "min_info": config.min_info}
+    thresholds = qc_thresholds(config)
     genotypes = load_genotypes(config.genotypes, snps or requested_snps(config),
                                participants, id_map=config.genotype_id_map,
                                excluded=excluded, keep=config.keep, remove=config.remove,

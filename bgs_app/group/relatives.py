@@ -93,10 +93,9 @@ def study_relatives(context: RunContext, genotypes, participants: list[str], *,
         for pid in qc["participant_id"]]
     if write:
         from bgs_app.genetics.tables import write_genotype_tables
+        from bgs_app.group.genotypes import qc_thresholds
 
-        thresholds = {"maf": config.maf, "geno": config.geno, "hwe": config.hwe,
-                      "mind": config.mind, "min_info": config.min_info}
-        write_genotype_tables(genotypes, context.group_dir, thresholds,
+        write_genotype_tables(genotypes, context.group_dir, qc_thresholds(config),
                               relatives={"Kinship": str(config.kinship),
                                          "Threshold": config.kinship_threshold,
                                          "RelatedPairs": int(len(pairs)),

@@ -46,9 +46,10 @@ def make_split(participants: list[str], sites: pd.Series | None = None, *,
               else pd.Series(ids, index=ids, dtype=object))
     family = family.where(family.notna(), pd.Series(ids, index=ids, dtype=object))
     members = pd.Series(ids, index=ids).groupby(family.to_numpy(), sort=False).agg(list)
-    unit_site = {f: site[m].mode().sort_values().iloc[0] for f, m in members.items()}
+    unit_site = {f: (site[m[0]] if len(m) == 1 else site[m].mode().sort_values().iloc[0])
+                 for f, m in members.items()}
     rng = np.random.default_rng(seed)
-    out = pd.Series("train", index=ids, name="split")
+    assigned: dict[str, str] = {}
     for name in sorted(set(unit_site.values())):
         units = [f for f in members.index if unit_site[f] == name]
         units = [units[i] for i in rng.permutation(len(units))]
@@ -56,14 +57,14 @@ def make_split(participants: list[str], sites: pd.Series | None = None, *,
             offset = int(rng.integers(cv_folds))
             if families is None:
                 for i, f in enumerate(units):
-                    out[members[f]] = f"fold-{(i + offset) % cv_folds}"
+                    assigned.update(dict.fromkeys(members[f], f"fold-{(i + offset) % cv_folds}"))
                 continue
             # Largest families first, each to the smallest fold so far (ties: in turn).
             sizes = np.zeros(cv_folds, int)
             for f in sorted(units, key=lambda u: -len(members[u])):
                 k = int(np.argmin(np.roll(sizes, -offset))) + offset
                 k %= cv_folds
-                out[members[f]] = f"fold-{k}"
+                assigned.update(dict.fromkeys(members[f], f"fold-{k}"))
                 sizes[k] += len(members[f])
             continue
         n = sum(len(members[f]) for f in units)
@@ -76,12 +77,12 @@ def make_split(participants: list[str], sites: pd.Series | None = None, *,
             taken, rest = 0, []
             for f in remaining:
                 if taken + len(members[f]) <= target:
-                    out[members[f]] = label
+                    assigned.update(dict.fromkeys(members[f], label))
                     taken += len(members[f])
                 else:
                     rest.append(f)
             remaining = rest
-    return out
+    return pd.Series([assigned.get(p, "train") for p in ids], index=ids, name="split")
 
 
 def held_out_sets(split: pd.Series) -> list[tuple[str, list[str], list[str]]]:
