@@ -128,6 +128,16 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
         rows = assoc[assoc["source"] == source]
         assert planted <= set(zip(rows["snp"], rows["measure"], strict=True)), source
     assert assoc["n"].max() >= 25  # out-of-fold scores of (almost) everyone
+    # Summary statistics: the genotype rows and the instrumented estimates, per measure.
+    for measure in assoc["measure"].unique():
+        sumstats = pd.read_csv(group / "sumstats" / f"{measure}.tsv", sep="\t")
+        assert list(sumstats.columns[:12]) == ["#CHROM", "POS", "ID", "REF", "ALT", "A1",
+                                               "A1_FREQ", "OBS_CT", "BETA", "SE",
+                                               "T_STAT", "P"]
+        rows = assoc[(assoc["measure"] == measure) & (assoc["source"] == "genotype")]
+        mine = sumstats[sumstats["SOURCE"] == "genotype"].set_index("ID")
+        np.testing.assert_allclose(mine.loc[rows["snp"], "BETA"], rows["beta"], rtol=1e-9)
+        assert set(sumstats["SOURCE"]) == {"genotype", "cnn"}
 
 
 def test_outputs_pass_the_bids_validator(group_run):
@@ -175,9 +185,16 @@ def test_a_second_site_applies_the_model(group_run):
         native = sorted((out2 / sub / "anat").glob(f"{sub}_snp-*_desc-saliency_map.nii.gz"))
         assert len(native) == len(meta["snps"])
         t1w = nb.load(out2 / sub / "anat" / f"{sub}_desc-preproc_T1w.nii.gz")
-        img = nb.load(native[0])
-        assert img.shape == t1w.shape and np.allclose(img.affine, t1w.affine)
-        assert img.get_fdata().max() > 0
+        for img in map(nb.load, native):
+            assert img.shape == t1w.shape and np.allclose(img.affine, t1w.affine)
+        # A head whose score is the same for every subject has a gradient of 0 (a tiny,
+        # 3-epoch network has some); a head whose score varies must have a map that is not
+        # 0 in T1w space, or the transport lost it.
+        varying = [snp for snp, sd in scores.groupby("snp")["score"].std().items() if sd > 0]
+        assert varying, "the chosen model's scores are constant at the second site"
+        for snp in varying:
+            path = out2 / sub / "anat" / f"{sub}_snp-{snp}_desc-saliency_map.nii.gz"
+            assert nb.load(path).get_fdata().max() > 0, snp
 
 
 def test_rerun_skips_finished_stages(group_run, capfd):

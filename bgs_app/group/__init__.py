@@ -16,7 +16,8 @@ Each stage is a module named after what it writes under ``OUT_DIR/group/``:
    (``scores.tsv``) and the CNN's held-out performance
 6. :mod:`~bgs_app.group.saliency`: group maps per SNP (``saliency/``)
 7. :mod:`~bgs_app.group.baseline`: the IDP baseline on the same split (``idp_scores.tsv``)
-8. :mod:`~bgs_app.group.associations`: ``performance.tsv`` and ``associations.tsv``
+8. :mod:`~bgs_app.group.associations`: ``performance.tsv`` and ``associations.tsv``,
+   and :mod:`~bgs_app.group.sumstats`: ``sumstats/<measure>.tsv`` (plink2 --glm columns)
 9. :mod:`~bgs_app.group.report`: ``report.html`` and ``CITATION.md``
 
 :mod:`~bgs_app.group.apply` runs the same stages for a released model. A rerun skips a

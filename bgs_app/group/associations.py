@@ -122,6 +122,14 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
         pheno.reindex(cnn.index), None if covs is None else covs.reindex(cnn.index),
         cnn=cnn, dosages=None if dosages is None else dosages.reindex(cnn.index),
         baselines=baselines, validated=validated, alleles=alleles, fdr=config.fdr_method)
+    if dosages is not None:
+        from bgs_app.group.sumstats import write_sumstats
+
+        write_sumstats(out, table, dosages.reindex(cnn.index), pheno.reindex(cnn.index),
+                       None if covs is None else covs.reindex(cnn.index), tested, alleles,
+                       scores=cnn, extra={"Covariates": [] if covs is None
+                                          else list(covs.columns),
+                                          "UnrelatedSet": unrelated is not None})
     families = {f: int(n) for f, n in table.loc[table["family"] != "", "family"]
                 .value_counts().sort_index().items()}
     write_associations(table, out, {"Measures": names,
