@@ -66,6 +66,29 @@ def get_parser() -> argparse.ArgumentParser:
                    help="use real genotypes from this PLINK 1 fileset")
     e.add_argument("--causal-snps", nargs="+", metavar="RSID",
                    help="with --genotypes-from: the causal SNPs")
+    c = p.add_argument_group("Cohort genetics")
+    c.add_argument("--sibships", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of participants in sibling pairs (genotypes identical by "
+                        "descent, half of the individual anatomy shared; their KING table "
+                        "is written as genetics/study.kin0; default 0)")
+    c.add_argument("--ancestries", type=int, default=1,
+                   help="populations (default 1); each beyond the first has its own allele "
+                        "frequencies, head shape and cognition")
+    c.add_argument("--fst", type=float, default=0.1,
+                   help="differentiation of the populations (Balding-Nichols; default 0.1)")
+    c.add_argument("--ancestry-shape", type=float, default=10.0, metavar="PERCENT",
+                   help="volume change of a non-reference ancestry's anatomy (default 10)")
+    c.add_argument("--ancestry-cognition", type=float, default=0.3, metavar="SD",
+                   help="shift of every measure in a non-reference ancestry (default 0.3)")
+    c.add_argument("--panel-snps", type=int, default=0,
+                   help="genome-wide-like SNPs written beside the analysed ones, for "
+                        "genetic PCs and kinship (default 0; a few thousand for PCs)")
+    c.add_argument("--imputation-noise", type=float, default=0.0,
+                   help="genotype uncertainty: each call keeps 1 - e of its probability, "
+                        "e ~ U(0, 2 x noise) (default 0: hard calls)")
+    c.add_argument("--genotype-format", choices=["bed", "pgen", "bgen"], default="bed",
+                   help="PLINK 1 (hard calls), PLINK 2 (dosages) or BGEN 1.2 "
+                        "(probabilities) (default bed)")
     o = p.add_argument_group("Other")
     o.add_argument("--nprocs", type=int, default=1, help="participants in parallel")
     o.add_argument("--overwrite", action="store_true",
@@ -102,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.causal_snps:
         problems.append("--causal-snps needs --genotypes-from (simulated SNPs are chosen at "
                         "random)")
+    if not 0 <= args.sibships <= 1:
+        problems.append("--sibships is a fraction between 0 and 1")
+    if args.ancestries < 1 or not 0 < args.fst < 1:
+        problems.append("--ancestries must be at least 1 and --fst between 0 and 1")
+    if args.panel_snps < 0 or not 0 <= args.imputation_noise <= 0.5:
+        problems.append("--panel-snps must not be negative and --imputation-noise must be "
+                        "between 0 and 0.5")
+    if args.genotypes_from and (args.sibships or args.ancestries > 1 or args.panel_snps
+                                or args.imputation_noise or args.genotype_format != "bed"):
+        problems.append("--sibships, --ancestries, --panel-snps, --imputation-noise and "
+                        "--genotype-format simulate genotypes: they do not combine with "
+                        "--genotypes-from")
     out = args.out_dir
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
@@ -124,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         genotypes_from=args.genotypes_from,
         causal_snps=tuple(args.causal_snps) if args.causal_snps else None,
         cohort=args.cohort, confound_strength=args.confound_strength,
-        confound_size=args.confound_size / 100.0, cognition_r2=args.cognition_r2)
+        confound_size=args.confound_size / 100.0, cognition_r2=args.cognition_r2,
+        sibships=args.sibships, ancestries=args.ancestries, fst=args.fst,
+        ancestry_shape=args.ancestry_shape / 100.0,
+        ancestry_cognition=args.ancestry_cognition, panel_snps=args.panel_snps,
+        imputation_noise=args.imputation_noise, genotype_format=args.genotype_format)
     try:
         truth = simulate_study(out, params, nprocs=args.nprocs, progress=not args.quiet)
     except ValueError as err:

@@ -39,7 +39,8 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
                        sex: pd.Series, causal: list[str], signs: dict[str, float],
                        beta: float, missing_rate: float = 0.03, *,
                        confound: pd.Series | None = None, confound_strength: float = 0.0,
-                       cognition_r2: float | None = None) -> tuple[pd.DataFrame, dict]:
+                       cognition_r2: float | None = None,
+                       shift: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
     """Cognitive measures of every participant.
 
     Parameters
@@ -65,6 +66,8 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
     cognition_r2 : float, optional
         Share of each measure's variance explained by anatomy (the driving regions and
         the non-genetic component together): their effects are scaled to it.
+    shift : pandas.Series, optional
+        Per participant, a shift of every measure in SD (e.g. by ancestry).
 
     Returns
     -------
@@ -109,6 +112,8 @@ def simulate_cognition(rng: np.random.Generator, features: pd.DataFrame, age: pd
                                      else 0.05)))
         latent = spec["age"] * 10.0 * zage + spec["sex"] * male + anatomy
         latent = latent + rng.normal(0.0, noise_sd, n)
+        if shift is not None:
+            latent = latent + shift.reindex(features.index).fillna(0.0)
         values = spec["mean"] + spec["sd"] * latent
         values = np.clip(values, spec["low"], spec["high"])
         if spec["integer"]:

@@ -26,6 +26,12 @@ from bgs_app.utils.atomic import save_nifti, write_json, write_text, write_tsv
 LOGGER = logging.getLogger("bgs_app.simulate")
 TEMPLATE = "MNI152NLin2009aSym"
 REFERENCE_AGE = 62.5
+FORMAT_DESCRIPTIONS = {
+    "bed": "PLINK 1 binary genotypes (.bed/.bim/.fam), A1 counted",
+    "pgen": "PLINK 2 dosages (.pgen/.pvar/.psam), ALT (the .bim's A1) counted",
+    "bgen": "BGEN 1.2 genotype probabilities with .sample, ref-first: the second allele "
+            "(A1) counted",
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,28 @@ class SimulationParams:
         Share of each measure's variance that anatomy (driving regions and the
         non-genetic component) explains (e.g. 0.02-0.2, as brain-cognition correlations
         of 0.1-0.2 have it); None: as ``cognition_effect`` gives it.
+    sibships : float
+        Fraction of participants in sibling pairs: genotypes identical by descent from
+        the same parents, and half of the individual anatomy (the nonlinear warp) shared;
+        the pairs' KING table is written as ``genetics/study.kin0``.
+    ancestries : int
+        Populations (Balding-Nichols allele frequencies with ``fst``), each beyond the
+        first with its own head shape (``ancestry_shape``) and cognition
+        (``ancestry_cognition``): what genetic PCs must adjust for.
+    fst : float
+        Differentiation of the populations' allele frequencies.
+    ancestry_shape : float
+        Fractional volume change of a non-reference ancestry's anatomical pattern.
+    ancestry_cognition : float
+        Shift of every measure (in SD) in a non-reference ancestry.
+    panel_snps : int
+        Genome-wide-like SNPs written beside the analysed ones (``gw00001`` ...), for
+        genetic PCs and kinship; never causal.
+    imputation_noise : float
+        Genotype uncertainty (0: hard calls): the written probabilities keep 1 - e of
+        each call, e ~ U(0, 2 x noise).
+    genotype_format : {"bed", "pgen", "bgen"}
+        PLINK 1 (hard calls), PLINK 2 (dosages) or BGEN 1.2 (probabilities).
     """
 
     n_subjects: int = 200
@@ -94,6 +122,21 @@ class SimulationParams:
     confound_strength: float = 0.0
     confound_size: float = 0.3
     cognition_r2: float | None = None
+    sibships: float = 0.0
+    ancestries: int = 1
+    fst: float = 0.1
+    ancestry_shape: float = 0.1
+    ancestry_cognition: float = 0.3
+    panel_snps: int = 0
+    imputation_noise: float = 0.0
+    genotype_format: str = "bed"
+
+    def cohort_genetics(self) -> genotypes.CohortGenetics:
+        """The relatedness, ancestry, panel and imputation options."""
+        return genotypes.CohortGenetics(
+            sibships=self.sibships, ancestries=self.ancestries,
+            fst=self.fst if self.ancestries > 1 else 0.0, panel_snps=self.panel_snps,
+            imputation_noise=self.imputation_noise)
 
 
 # Large read-only arrays shared with forked workers.
@@ -203,6 +246,27 @@ def _confound_design(params: SimulationParams, designs: dict, grid) -> dict | No
             "region": pattern >= 0.5 * params.confound_size, "description": desc}
 
 
+def _ancestry_designs(params: SimulationParams, grid) -> list[dict]:
+    """Each non-reference ancestry's anatomy: three broad blobs of its own, scaled to
+    ``ancestry_shape`` (a head shape that genetic PCs, not SNPs, explain)."""
+    designs = []
+    lobes = list(deform.LOBE_CENTRES)
+    for k in range(1, params.ancestries):
+        rng = np.random.default_rng([params.seed, 8888, k])
+        pattern, blobs = np.zeros(grid.shape, np.float32), []
+        for lobe_index in rng.choice(len(lobes), size=3, replace=False):
+            lobe = lobes[int(lobe_index)]
+            centres = deform.LOBE_CENTRES[lobe]
+            centre = np.array(centres[int(rng.integers(len(centres)))], float)
+            pattern += deform.gaussian_blob(grid, centre, 14.0)
+            blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
+                          "sigma_mm": 14.0})
+        pattern = (params.ancestry_shape * np.clip(pattern, 0, 1)).astype(np.float32)
+        designs.append({"displacement": deform.displacement_from_pattern(pattern),
+                        "description": {"ancestry": k, "type": "blobs", "blobs": blobs}})
+    return designs
+
+
 def _simulate_subject(task: dict) -> dict:
     """Write one participant's images and truth; return its realised causal anatomy."""
     import torch
@@ -212,7 +276,15 @@ def _simulate_subject(task: dict) -> dict:
     head, grid = _SHARED["head"], _SHARED["grid"]
     rng = np.random.default_rng([*np.atleast_1d(task["seed"]).tolist(), task["index"]])
     field = deform.random_warp(grid, rng, task["warp_mm"], _SHARED["brain_weight"])
+    if task.get("family") is not None:  # a sibling: half of the warp is the family's
+        family_rng = np.random.default_rng([*np.atleast_1d(task["seed"]).tolist(), 5555,
+                                            task["family"]])
+        shared = deform.random_warp(grid, family_rng, task["warp_mm"],
+                                    _SHARED["brain_weight"])
+        field = (field + shared) * 0.5 ** 0.5  # a python float keeps float32
     field += (task["age"] - REFERENCE_AGE) * _SHARED["age_displacement"]
+    if task.get("ancestry"):
+        field += _SHARED["ancestry"][task["ancestry"] - 1]["displacement"]
     confound = _SHARED.get("confound")
     nongenetic = None
     if confound is not None:
@@ -315,6 +387,13 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
         snp_rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(97,)))
         geno = genotypes.simulate_genotypes(geno_rng, labels, params.n_snps, causal,
                                             snp_rng=snp_rng)
+        spec = params.cohort_genetics()
+        if spec != genotypes.CohortGenetics():
+            # Their own stream: a study without these options is the same as before.
+            structure_rng = np.random.default_rng(
+                [*np.atleast_1d(subject_seed).tolist(), 9191])
+            geno = genotypes.structure_genotypes(structure_rng, geno, spec, len(labels),
+                                                 snp_rng)
     n = len(labels)
     ages = np.round(subject_rng.uniform(45.0, 80.0, n), 1)
     sexes = subject_rng.choice(["F", "M"], n)
@@ -326,8 +405,11 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     designs = _design_effects(design_rng, causal, params, grid, head)
     age_pattern, age_displacement = _age_effect(grid, head)
     confound = _confound_design(params, designs, grid)
+    ancestry_designs = _ancestry_designs(params, grid)
     _SHARED.update(head=head, grid=grid, brain_weight=brain_weight, designs=designs,
-                   age_displacement=age_displacement, confound=confound)
+                   age_displacement=age_displacement, confound=confound,
+                   ancestry=ancestry_designs)
+    ancestry = np.array([geno.ancestry.get(lab, 0) for lab in labels])
     # The non-genetic component's amplitude per participant: its own stream, so that a
     # study without it is the same study as before.
     amplitude = (np.random.default_rng([*np.atleast_1d(subject_seed).tolist(), 7778])
@@ -341,6 +423,7 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
         "seed": subject_seed, "warp_mm": params.warp_mm, "resolution": params.resolution,
         "sessions": sessions, "out": str(out), "truth": str(truth_dir),
         "threads": 1 if nprocs > 1 else 0, "confound": float(amplitude[i]),
+        "family": geno.family.get(label), "ancestry": int(ancestry[i]),
     } for i, label in enumerate(labels)]
     results = _run_tasks(tasks, nprocs, progress)
 
@@ -356,11 +439,14 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
         pd.Series(ages, index=labels), pd.Series(sexes, index=labels), causal, signs,
         params.cognition_effect,
         confound=features["confound"] if confound is not None else None,
-        confound_strength=params.confound_strength, cognition_r2=params.cognition_r2)
+        confound_strength=params.confound_strength, cognition_r2=params.cognition_r2,
+        shift=(pd.Series(params.ancestry_cognition * (ancestry > 0), index=labels)
+               if params.ancestries > 1 else None))
 
     _write_raw(out, params, participants, cognition, geno, labels)
     truth = _truth(params, causal, designs, geno, drivers, features, age_pattern,
                    confound, pd.Series(amplitude, index=labels))
+    truth.update(_population_truth(params, geno, labels, ancestry_designs))
     _write_truth(truth_dir, truth, designs, grid, confound)
     _SHARED.clear()
     return truth
@@ -395,14 +481,15 @@ def _write_raw(out, params, participants, cognition, geno, labels):
         "GeneratedBy": [{"Name": "bgs-simulate", "Version": __version__,
                          "Description": "Synthetic imaging-genetics study with a known truth"}],
         "HowToAcknowledge": "Synthetic data: cite bgs_app.",
-        "Genetics": {"Dataset": "bids::genetics/study.bed",
-                     "Descriptors": "PLINK 1 binary genotypes (.bed/.bim/.fam), A1 counted"},
+        "Genetics": {"Dataset": f"bids::genetics/study.{params.genotype_format}",
+                     "Descriptors": FORMAT_DESCRIPTIONS[params.genotype_format]},
     })
     write_text(out / "README", (
         "Synthetic imaging-genetics study written by bgs-simulate "
         f"(bgs_app {__version__}).\n\nT1-weighted whole-head images of "
         f"{len(labels)} participants from three simulated sites, genotypes in "
-        "genetics/study.{bed,bim,fam} (PLINK 1 binary; A1 counted) and cognition in "
+        f"genetics/study.{params.genotype_format} "
+        f"({FORMAT_DESCRIPTIONS[params.genotype_format]}) and cognition in "
         "phenotype/cognition.tsv. The ground truth (causal SNPs, effect maps, brain masks "
         "and native-to-template affines) is in derivatives/simulation-truth/.\n"))
     write_text(out / ".bidsignore", "genetics\n")
@@ -428,7 +515,34 @@ def _write_raw(out, params, participants, cognition, geno, labels):
     sex = dict(zip(participants["genetic_id"].dropna(),
                    participants.loc[participants["genetic_id"].notna(), "sex"].map(
                        {"M": 1, "F": 2}), strict=True))
-    genotypes.write_plink(geno, out / "genetics" / "study", sex=sex)
+    genotypes.write_genotypes(geno, out / "genetics" / "study", sex=sex,
+                              fmt=params.genotype_format)
+
+
+def _population_truth(params, geno, labels, ancestry_designs) -> dict:
+    """Families, ancestries and the genotype file's layout, for ``truth.json``."""
+    extra = {"genotype_format": params.genotype_format,
+             "panel_snps": len(geno.panel_snps)}
+    if geno.family:
+        families: dict[int, list[str]] = {}
+        for person, family in geno.family.items():
+            families.setdefault(family, []).append(f"sub-{person}")
+        extra["sibships"] = {
+            "description": "Sibling pairs among the participants (both are MRI "
+                           "participants; genotypes identical by descent from the same "
+                           "parents, half of the individual warp shared)",
+            "pairs": [sorted(v) for _, v in sorted(families.items())],
+            "kinship_file": "genetics/study.kin0" if geno.kinship is not None
+            and len(geno.kinship) else None}
+    if geno.ancestry:
+        extra["ancestries"] = {
+            "description": "Population of each participant (0 the majority): Balding-"
+                           "Nichols allele frequencies, its own anatomy and cognition",
+            "fst": params.fst, "shape": params.ancestry_shape,
+            "cognition_shift_sd": params.ancestry_cognition,
+            "patterns": [d["description"] for d in ancestry_designs],
+            "values": {f"sub-{lab}": geno.ancestry[lab] for lab in labels}}
+    return extra
 
 
 def _truth(params, causal, designs, geno, drivers, features, age_pattern, confound=None,
