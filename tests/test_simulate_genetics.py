@@ -141,3 +141,20 @@ def test_a_simulated_study_with_relatives_and_ancestries(tmp_path):
     assert is_pair.sum() == len(kin)
     assert king.loc[is_pair, "KINSHIP"].min() > 0.15
     assert king.loc[~is_pair, "KINSHIP"].quantile(0.99) < 0.1
+
+
+def test_genetic_pcs_from_any_format_find_the_ancestries(tmp_path):
+    """The same hard calls as .bed, .pgen and .bgen give the same PCs; PC1 is ancestry."""
+    from bgs_app.genetics import genetic_pcs
+
+    geno = _draw(simgeno.CohortGenetics(ancestries=2, fst=0.1, panel_snps=1500), seed=3)
+    pcs = {}
+    for fmt in simgeno.FORMATS:
+        simgeno.write_genotypes(geno, tmp_path / fmt / "study", fmt=fmt)
+        path = tmp_path / fmt / ("study" if fmt == "bed" else f"study.{fmt}")
+        pcs[fmt] = genetic_pcs(path, 2, exclude=pd.DataFrame({"snp": ["sim01"]}))
+    for fmt in ("pgen", "bgen"):
+        np.testing.assert_allclose(pcs[fmt].to_numpy(), pcs["bed"].to_numpy(), atol=1e-6)
+    ancestry = pd.Series({f"sub-{p}": a for p, a in geno.ancestry.items()})
+    r = np.corrcoef(pcs["bed"]["PC1"], ancestry.reindex(pcs["bed"].index))[0, 1]
+    assert abs(r) > 0.95

@@ -229,8 +229,9 @@ def get_parser() -> argparse.ArgumentParser:
                             "(the splits stay family-aware)")
     g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
                        help="add N genetic principal components as covariates")
-    g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="PLINK_PREFIX",
-                       help="genome-wide, LD-thinned fileset for the genetic PCs (at "
+    g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="GENOTYPES",
+                       help="genome-wide, LD-thinned genotypes for the genetic PCs (PLINK "
+                            "1 prefix, .pgen or .bgen; at "
                             "least 1,000 SNPs once the tested SNPs and 500 kb around them "
                             "are left out); without it --genetic-pcs reads pc1 ... pcK "
                             "columns of the tables")

@@ -1,9 +1,10 @@
-"""Genetic principal components from a genome-wide (LD-thinned) PLINK fileset.
+"""Genetic principal components from a genome-wide (LD-thinned) genotype file.
 
-Genotypes are standardised as PLINK 2's ``--pca`` does (``(g - 2p) / sqrt(2p(1 - p))``,
-missing calls at 0 after centring) and the top components are found by a randomised
-SVD that streams the .bed in blocks of SNPs, so memory holds people x (k + oversampling)
-numbers and one block, never the whole matrix.
+The file is PLINK 1, PLINK 2 or BGEN 1.2 (:func:`bgs_app.genetics.readers.open_genotypes`;
+dosages where it holds them). Genotypes are standardised as PLINK 2's ``--pca`` does
+(``(g - 2p) / sqrt(2p(1 - p))``, missing calls at 0 after centring) and the top
+components are found by a randomised SVD that streams the file in blocks of SNPs, so
+memory holds people x (k + oversampling) numbers and one block, never the whole matrix.
 """
 
 from __future__ import annotations
@@ -12,20 +13,14 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.genetics.match import match_ids
-from bgs_app.genetics.plink import (
-    GenotypeError,
-    PlinkFiles,
-    check_bed,
-    read_bim,
-    read_dosages,
-    read_fam,
-)
+from bgs_app.genetics.plink import GenotypeError
+from bgs_app.genetics.readers import open_genotypes
 
 
-def _standardised_blocks(files, rows, n_people, n_snps, block, min_maf, selected):
+def _standardised_blocks(genotypes, rows, block, min_maf, selected):
     for start in range(0, len(selected), block):
         cols = selected[start:start + block]
-        g = read_dosages(files, rows, cols, n_people, n_snps)
+        g = genotypes.read(rows, cols)[0].astype(np.float64)
         n = (~np.isnan(g)).sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             p = np.nansum(g, 0) / (2.0 * n)
@@ -54,12 +49,13 @@ def pca_snps(prefix, exclude: pd.DataFrame | None = None, *, exclusion_bp: int =
     Parameters
     ----------
     prefix : path-like
+        PLINK 1 prefix or ``.bed``, ``.pgen``, ``.bgen`` file.
     exclude : pandas.DataFrame, optional
         The tested SNPs: ``snp`` and, where known, ``chrom`` and ``pos`` (else their
-        place in this fileset is used).
+        place in this file is used).
     exclusion_bp, min_snps : int
     bim : pandas.DataFrame, optional
-        The fileset's ``.bim``, when already read.
+        The file's variant table (``chrom, snp, pos``), when already read.
 
     Raises
     ------
@@ -67,8 +63,7 @@ def pca_snps(prefix, exclude: pd.DataFrame | None = None, *, exclusion_bp: int =
         Fewer than ``min_snps`` SNPs remain (a candidate-SNP file, or the tested SNPs
         themselves): the message says what to give instead.
     """
-    files = PlinkFiles.from_prefix(prefix)
-    bim = read_bim(files) if bim is None else bim
+    bim = open_genotypes(prefix).variants if bim is None else bim
     keep = np.ones(len(bim), bool)
     if exclude is not None and len(exclude):
         names = set(exclude["snp"].astype(str))
@@ -86,7 +81,7 @@ def pca_snps(prefix, exclude: pd.DataFrame | None = None, *, exclusion_bp: int =
     selected = np.flatnonzero(keep)
     if len(selected) < min_snps:
         raise GenotypeError(
-            f"{files.bim}: {len(selected)} SNP(s) remain for genetic PCs after leaving out "
+            f"{prefix}: {len(selected)} SNP(s) remain for genetic PCs after leaving out "
             f"the tested SNPs and {exclusion_bp // 1000} kb around them; at least "
             f"{min_snps} are needed: give a genome-wide, LD-thinned fileset with "
             "--pca-genotypes (or precomputed pc1 ... pcK columns in participants.tsv)")
@@ -103,7 +98,8 @@ def genetic_pcs(prefix, n_components: int = 10, participants: list[str] | None =
     Parameters
     ----------
     prefix : path-like
-        PLINK fileset (genome-wide, LD-thinned).
+        Genotype file (PLINK 1 prefix or ``.bed``, ``.pgen``, ``.bgen``): genome-wide,
+        LD-thinned.
     n_components : int
     participants : list of str, optional
         BIDS labels; default every IID.
@@ -133,20 +129,17 @@ def genetic_pcs(prefix, n_components: int = 10, participants: list[str] | None =
         Index ``participant_id``; columns ``PC1`` ... ``PCk`` (unit-norm eigenvectors
         of the genetic relationship matrix, signs fixed so each has a positive sum).
     """
-    files = PlinkFiles.from_prefix(prefix)
-    bim, fam = read_bim(files), read_fam(files)
-    check_bed(files, len(fam), len(bim))
-    ids = match_ids(fam["iid"].tolist(), participants, id_map)
+    genotypes = open_genotypes(prefix)
+    ids = match_ids(genotypes.samples["iid"].tolist(), participants, id_map)
     matched = ids[ids["status"] == "matched"].sort_values("fam_index")
     rows = matched["fam_index"].to_numpy()
-    n_people, n_snps = len(fam), len(bim)
     selected = pca_snps(prefix, exclude, exclusion_bp=exclusion_bp, min_snps=min_snps,
-                        bim=bim)
+                        bim=genotypes.variants)
     k = min(n_components + oversample, len(rows))
     rng = np.random.default_rng(seed)
 
     def blocks():
-        return _standardised_blocks(files, rows, n_people, n_snps, block, min_maf, selected)
+        return _standardised_blocks(genotypes, rows, block, min_maf, selected)
 
     # Range finder: Y = X @ Omega, with Omega drawn block by block.
     y = np.zeros((len(rows), k))
