@@ -26,6 +26,10 @@ COMMON = ["--nprocs", "2", "--omp-nthreads", "1", "--resolution", "4",
           "--skip-bids-validation"]
 PARTICIPANT = ["--sloppy", "--registration", "affine"]
 pytestmark = pytest.mark.slow  # about 7 min; `make test-slow` (CI runs it)
+def KINSHIP(site):  # noqa: N802 - reads as the option list it returns
+    return ["--kinship", str(site / "genetics/study.kin0")]
+
+
 TRAIN = ["--cv-folds", "3", "--epochs", "3", "--batch-size", "6", "--channels", "4", "8",
          "8", "8", "8", "4", "--saliency-method", "gradient", "--saliency-by-genotype",
          "--covariates", "age", "sex", "site"]
@@ -39,18 +43,20 @@ def group_run(tmp_path_factory):
     params = dict(seed=21, resolution=4.0, effect_size=0.6, warp_mm=1.5,
                   cognition_effect=0.8)
     site1, site2 = base / "site1", base / "site2"
-    truth = simulate_study(site1, SimulationParams(n_subjects=30, **params), nprocs=2,
-                           progress=False)
+    # The training site: PLINK 2 dosages and sibling pairs (--kinship); the second site
+    # PLINK 1 hard calls of unrelated people.
+    truth = simulate_study(site1, SimulationParams(n_subjects=30, sibships=0.2,
+                                                   genotype_format="pgen", **params),
+                           nprocs=2, progress=False)
     simulate_study(site2, SimulationParams(n_subjects=12, cohort=1, **params), nprocs=2,
                    progress=False)
     snps = base / "snps.txt"
-    snps.write_text("".join(line.split("\t")[1] + "\n" for line in
-                            (site1 / "genetics/study.bim").read_text().splitlines()))
+    snps.write_text("".join(s["snp"] + "\n" for s in truth["snps"]))
     out1, out2 = base / "out1", base / "out2"
     codes = {}
     codes["participant1"] = main([str(site1), str(out1), "participant", *COMMON,
                                   *PARTICIPANT, "-w", str(base / "work1")])
-    codes["train"] = main([str(site1), str(out1), "group", *COMMON, *TRAIN,
+    codes["train"] = main([str(site1), str(out1), "group", *COMMON, *TRAIN, *KINSHIP(site1),
                            "--genotypes", str(site1 / "genetics/study"),
                            "--snps-file", str(snps), "-w", str(base / "work1")])
     # The second site uses a fold's model whose held-out scores vary: a 3-epoch network of
@@ -127,7 +133,16 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
     for source in ("cnn", "genotype", "idp-logreg"):
         rows = assoc[assoc["source"] == source]
         assert planted <= set(zip(rows["snp"], rows["measure"], strict=True)), source
-    assert assoc["n"].max() >= 25  # out-of-fold scores of (almost) everyone
+    # Out-of-fold scores of everyone in the unrelated set (one of each sibling pair).
+    subjects = pd.read_csv(group / "subjects.tsv", sep="\t")
+    unrelated = subjects["association_set"].eq("yes").sum()
+    assert subjects["association_set"].str.startswith("no: related to").sum() >= 2
+    assert assoc["n"].max() <= unrelated and assoc["n"].max() >= unrelated - 3
+    # No family straddles the folds.
+    fold = split.set_index("participant_id")["split"]
+    for pair in truth["sibships"]["pairs"]:
+        assert fold.reindex(pair).dropna().nunique() <= 1, pair
+    assert split["family"].notna().any()
     # Summary statistics: the genotype rows and the instrumented estimates, per measure.
     for measure in assoc["measure"].unique():
         sumstats = pd.read_csv(group / "sumstats" / f"{measure}.tsv", sep="\t")
@@ -200,7 +215,8 @@ def test_a_second_site_applies_the_model(group_run):
 def test_rerun_skips_finished_stages(group_run, capfd):
     site1, out1, base = group_run["site1"], group_run["out1"], group_run["base"]
     before = (out1 / "group/model/fold-0/weights.safetensors").stat().st_mtime
-    code = main([str(site1), str(out1), "group", *COMMON, *TRAIN, "--genotypes",
+    code = main([str(site1), str(out1), "group", *COMMON, *TRAIN, *KINSHIP(site1),
+                 "--genotypes",
                  str(site1 / "genetics/study"), "--snps-file", str(base / "snps.txt"),
                  "-w", str(base / "work1")])
     assert code == 0
@@ -250,7 +266,8 @@ def test_torchrun_ranks_share_scoring_and_saliency(group_run, tmp_path):
     snps = group_run["base"] / "snps.txt"
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             "--nproc_per_node", "2", "-m", "bgs_app", str(site), str(out), "group",
-            *COMMON, *TRAIN, "--nprocs", "1", "--genotypes", str(site / "genetics/study"),
+            *COMMON, *TRAIN, *KINSHIP(site), "--nprocs", "1", "--genotypes",
+            str(site / "genetics/study"),
             "--snps-file", str(snps), "-w", str(tmp_path / "work")]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]

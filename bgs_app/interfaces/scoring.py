@@ -76,7 +76,7 @@ class SaliencyMaps(SimpleInterface):
 
     def _run_interface(self, runtime):
         from bgs_app.model.bundle import load_bundle
-        from bgs_app.model.saliency import attribute, normalised_abs
+        from bgs_app.model.saliency import attribute_heads, heads_per_pass, normalised_abs
         from bgs_app.model.scores import load_volume
 
         limit_torch_threads(self.inputs.num_threads)
@@ -84,9 +84,14 @@ class SaliencyMaps(SimpleInterface):
         img = nb.load(self.inputs.in_file)
         volume = load_volume(self.inputs.in_file, meta["grid"])
         out = []
-        for j in range(len(meta["snps"])):
-            attr = attribute(model, volume, j, method=self.inputs.method,
-                             n_steps=self.inputs.n_steps)
+        n_snps = len(meta["snps"])
+        chunk = heads_per_pass(model, n_snps, volume.size)
+        for j in range(n_snps):
+            if j % chunk == 0:  # the chain rule when the heads outnumber the features
+                block = attribute_heads(model, volume, range(j, min(j + chunk, n_snps)),
+                                        method=self.inputs.method,
+                                        n_steps=self.inputs.n_steps)
+            attr = block[j % chunk]
             path = Path(runtime.cwd) / f"saliency_{j:03d}.nii.gz"
             amap = nb.Nifti1Image(normalised_abs(attr, volume > 0), img.affine)
             amap.header.set_xyzt_units("mm", "sec")

@@ -97,6 +97,123 @@ def attribute(model: SFCN, volume: np.ndarray, snp_index: int, *, method: str = 
     return attr.detach().float().cpu().numpy()[0, 0]
 
 
+def _head_gradients(model: SFCN, pooled: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """d score_j / d pooled features, (batch, heads, channels): the read-out's own
+    derivative (softmax of a linear layer), no backward pass through the trunk."""
+    n, c = pooled.shape[0], pooled.shape[1]
+    with torch.no_grad():
+        logits = model.head(pooled).view(n, model.n_snps, 3).float()[:, heads]
+        prob = torch.softmax(logits, dim=-1)
+        copies = torch.arange(3, dtype=prob.dtype, device=prob.device)
+        score = prob @ copies
+        d_logits = prob * (copies - score[..., None])  # (n, heads, 3)
+        weight = model.head.weight.view(model.n_snps, 3, c).float()[heads]
+        return torch.einsum("nhk,hkc->nhc", d_logits, weight)
+
+
+def _chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """Input gradients of the scores of ``heads`` at the volumes ``x`` (n, 1, X, Y, Z),
+    by the chain rule: one backward pass per pooled feature channel, combined per head,
+    so the cost grows with the channels, not the heads. Returns (n, heads, X, Y, Z)."""
+    x = x.detach().requires_grad_(True)
+    pooled = model.pool(model.features(x))  # (n, C, 1, 1, 1); dropout is off in eval
+    features = pooled.flatten(1)
+    per_head = _head_gradients(model, pooled.detach(), heads)  # (n, heads, C)
+    out = torch.zeros((x.shape[0], len(heads), *x.shape[2:]), dtype=torch.float32,
+                      device=x.device)
+    channels = features.shape[1]
+    for c in range(channels):
+        (grad,) = torch.autograd.grad(features[:, c].sum(), x,
+                                      retain_graph=c < channels - 1)
+        out += per_head[:, :, c, None, None, None] * grad[:, 0, None].float()
+    return out
+
+
+def attribute_heads(model: SFCN, volume: np.ndarray, heads: Sequence[int], *,
+                    method: str = "gradient", n_steps: int = 32,
+                    internal_batch_size: int = 4, nt_samples: int = 8,
+                    noise_sd: float = 0.1, device: str = "cpu",
+                    strategy: str = "auto", seed: int = 0) -> np.ndarray:
+    """Attributions of several SNPs' scores to one volume, at a cost that does not grow
+    with the number of SNPs.
+
+    The heads read out the pooled features ``f`` (``channels[-1]`` numbers), so
+    ``d score_j / d x = sum_c (d score_j / d f_c) (d f_c / d x)``: the feature Jacobian
+    takes one backward pass per feature channel and serves every head; the read-out's
+    derivative is closed-form. Integrated Gradients and SmoothGrad apply this at each
+    path step or noisy copy. With ``strategy="auto"`` the chain rule is used when there
+    are more heads than channels; otherwise :func:`attribute` (captum) per head, which
+    it equals (to float rounding; tested to 1e-5).
+
+    Parameters
+    ----------
+    model : SFCN
+    volume : numpy.ndarray
+        (X, Y, Z) model-grid image.
+    heads : sequence of int
+        The SNPs' heads.
+    method, n_steps, internal_batch_size, nt_samples, noise_sd, device
+        As for :func:`attribute`.
+    strategy : {"auto", "chain", "per-head"}
+    seed : int
+        SmoothGrad's noise (chain rule).
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(heads), X, Y, Z) signed attributions (float32).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; choose from {METHODS}")
+    heads = [int(h) for h in heads]
+    channels = model.channels[-1]
+    if strategy == "per-head" or (strategy == "auto" and len(heads) <= channels):
+        return np.stack([attribute(model, volume, h, method=method, n_steps=n_steps,
+                                   internal_batch_size=internal_batch_size,
+                                   nt_samples=nt_samples, noise_sd=noise_sd, device=device)
+                         for h in heads]) if heads else np.zeros((0, *np.shape(volume)),
+                                                                 np.float32)
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.asarray(volume, np.float32))[None, None].to(device)
+    index = torch.tensor(heads, device=device)
+    if method == "gradient":
+        return _chain_gradients(model, x, index)[0].cpu().numpy()
+    batch = max(1, int(internal_batch_size))
+    total = torch.zeros((len(heads), *x.shape[2:]), dtype=torch.float32, device=device)
+    if method == "integrated_gradients":
+        from captum.attr._utils.approximation_methods import approximation_parameters
+
+        step_sizes, alphas = approximation_parameters("gausslegendre")
+        weights, points = step_sizes(int(n_steps)), alphas(int(n_steps))
+        for start in range(0, len(points), batch):
+            a = torch.tensor(points[start:start + batch], dtype=x.dtype, device=device)
+            w = torch.tensor(weights[start:start + batch], dtype=torch.float32,
+                             device=device)
+            grads = _chain_gradients(model, a[:, None, None, None, None] * x, index)
+            total += torch.einsum("n,nh...->h...", w, grads)
+        return (total * x[0].float()).cpu().numpy()
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    for start in range(0, int(nt_samples), batch):
+        n = min(batch, int(nt_samples) - start)
+        noise = torch.randn((n, *x.shape[1:]), generator=generator, device=device)
+        total += _chain_gradients(model, x + float(noise_sd) * noise, index).sum(0)
+    return (total / int(nt_samples)).cpu().numpy()
+
+
+#: Memory the maps of one chain-rule pass may take (bytes).
+CHAIN_MEMORY = 1 << 30
+
+
+def heads_per_pass(model: SFCN, n_heads: int, n_voxels: int) -> int:
+    """How many heads :func:`attribute_heads` should take at once: all of them when they
+    are no more than the feature channels (captum per head is then cheaper), else as
+    many as :data:`CHAIN_MEMORY` holds maps of ``n_voxels`` (at least 4 x channels)."""
+    channels = model.channels[-1]
+    if n_heads <= channels:
+        return max(n_heads, 1)
+    return int(min(n_heads, max(4 * channels, CHAIN_MEMORY // (4 * max(n_voxels, 1)))))
+
+
 def normalised_abs(attr: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """Absolute attribution divided by its mean inside the brain (0 outside)."""
     out = np.abs(attr).astype(np.float32)
@@ -217,7 +334,7 @@ class GenotypeCorrelation:
 def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[str], *,
                    method: str = "integrated_gradients", groups: Sequence | None = None,
                    correlation: GenotypeCorrelation | None = None,
-                   dosages: Sequence | None = None,
+                   dosages: Sequence | None = None, chunk: int | None = None,
                    **kwargs) -> dict[str, dict[str, np.ndarray]]:
     """Mean brain-normalised absolute saliency per SNP over subjects.
 
@@ -238,8 +355,12 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
         maps computed in the same pass.
     dosages : sequence, optional
         Per subject, a (n_snps,) array of dosages; required with ``correlation``.
+    chunk : int, optional
+        SNPs attributed together (:func:`attribute_heads`: by the chain rule when more
+        than the feature channels), which bounds memory to ``chunk`` maps; default
+        :func:`heads_per_pass`.
     **kwargs
-        Passed to :func:`attribute`.
+        Passed to :func:`attribute_heads`.
 
     Returns
     -------
@@ -251,11 +372,16 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
     sums: dict[str, dict[str, np.ndarray]] = {s: {} for s in snps}
     counts: dict[str, dict[str, int]] = {s: {} for s in snps}
     for i, volume in enumerate(volumes):
+        if i == 0:
+            chunk = int(chunk) if chunk else heads_per_pass(model, len(snps), volume.size)
         brain = volume > 0
         if correlation is not None:
             correlation.add_brain(brain)
         for j, snp in enumerate(snps):
-            raw = attribute(model, volume, j, method=method, **kwargs)
+            if j % chunk == 0:
+                block = attribute_heads(model, volume, range(j, min(j + chunk, len(snps))),
+                                        method=method, **kwargs)
+            raw = block[j % chunk]
             if correlation is not None:
                 correlation.add(j, raw, float(dosages[i][j]))
             amap = normalised_abs(raw, brain)
