@@ -64,3 +64,25 @@ def test_group_maps_do_not_depend_on_the_strategy(model, volume):
     for snp in ("s0", "s39"):
         np.testing.assert_allclose(chained[snp]["all"], per_head[snp]["all"], rtol=1e-4,
                                    atol=1e-6)
+
+
+def test_correlation_maps_only_for_gated_scores_beyond_64_snps(model, volume):
+    import pandas as pd
+
+    from bgs_app.group.saliency import ALL_CORRELATION_MAPS, correlation_snps
+    from bgs_app.model.saliency import GenotypeCorrelation
+
+    snps = [f"s{j}" for j in range(40)]
+    assert correlation_snps(snps, None) == snps  # few SNPs: every map
+    many = [f"s{j}" for j in range(ALL_CORRELATION_MAPS + 6)]
+    perf = pd.DataFrame({"model": "cnn", "snp": many, "r_dosage": 0.1, "p_r_dosage": 0.5})
+    perf.loc[[3, 50], ["r_dosage", "p_r_dosage"]] = [0.6, 1e-8]
+    assert correlation_snps(many, perf) == ["s3", "s50"]
+    assert correlation_snps(many, None) == []
+    rng = np.random.default_rng(0)
+    dosages = rng.integers(0, 3, (6, 40)).astype(float)
+    correlation = GenotypeCorrelation(snps, dosages, keep=["s1", "s7"])
+    for i in range(6):
+        for j, block in enumerate(attribute_heads(model, volume * (1 + 0.1 * i), range(40))):
+            correlation.add(j, block, dosages[i, j])
+    assert set(correlation.maps()) == {"s1", "s7"}

@@ -43,6 +43,31 @@ def _resolution(grid: dict) -> str:
             "affine alignment")
 
 
+#: Up to this many SNPs every SNP gets a genotype-correlation map; beyond, only those
+#: whose CNN score passes the score gate on its held-out correlation (four maps per SNP
+#: in memory: a 500-SNP panel would otherwise need them for 500 mostly null heads).
+ALL_CORRELATION_MAPS = 64
+
+
+def correlation_snps(snps: list[str], performance: pd.DataFrame | None) -> list[str]:
+    """The SNPs that get genotype-correlation maps (see :data:`ALL_CORRELATION_MAPS`)."""
+    from bgs_app.stats.gate import validated_scores
+
+    if len(snps) <= ALL_CORRELATION_MAPS:
+        return list(snps)
+    if performance is None or not len(performance):
+        return []
+    gated = validated_scores(performance[performance["model"] == "cnn"]).get("cnn", set())
+    return [s for s in snps if s in gated]
+
+
+def _cnn_performance(context: RunContext) -> pd.DataFrame | None:
+    from bgs_app.group.stage import performance_part
+
+    part = performance_part(context, "cnn")
+    return pd.read_csv(part, sep="\t", na_values="n/a") if part.is_file() else None
+
+
 def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame,
                   dosages: pd.DataFrame, grid: dict) -> None:
     """Group maps over the held-out images of every model (skipped when current).
@@ -56,9 +81,14 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
     out = context.group_dir / "saliency"
     method = _method(context)
     snps = list(dosages.columns)
+    kept = correlation_snps(snps, _cnn_performance(context) if context.is_main else None)
+    if context.distributed:  # rank 0 wrote the performance: every rank takes its choice
+        mask = np.array([float(context.is_main and s in kept) for s in snps])
+        kept = [s for s, m in zip(snps, distributed.all_reduce_sum(mask), strict=True)
+                if m > 0]
     maps_stage = stage(context, "saliency",
                        [[m.meta["weights_sha256"] for m in models], method, config.ig_steps,
-                        config.saliency_by_genotype, "genotype-correlation-1"],
+                        config.saliency_by_genotype, "genotype-correlation-1", kept],
                        [out / group_map_name(s, "saliency", grid=grid) for s in snps])
     if maps_stage.current():
         LOGGER.info("Group saliency is current; skipped")
@@ -69,8 +99,12 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
         held.append((trained.name, trained.model,
                      [i for i, p in enumerate(images["participant_id"]) if p in test]))
     everyone = sorted({i for _, _, rows in held for i in rows})
+    if len(kept) < len(snps):
+        LOGGER.info("Genotype-correlation maps for the %d of %d SNPs whose scores pass the "
+                    "gate (beyond %d SNPs, maps are kept for gated scores only)", len(kept),
+                    len(snps), ALL_CORRELATION_MAPS)
     correlation = GenotypeCorrelation(
-        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float))
+        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float), keep=kept)
     sums, counts = {}, {}
     device = distributed.device_for_rank(context.device)
     for name, model, rows in held:
@@ -124,7 +158,10 @@ def applied_maps(context: RunContext, model, meta: dict, images: pd.DataFrame,
     correlation = per_image = None
     if dosages is not None:
         per_image = dosages.reindex(images["participant_id"]).to_numpy(float)
-        correlation = GenotypeCorrelation(snps, per_image)
+        recorded = pd.DataFrame([{"model": "cnn", **m}
+                                 for m in meta.get("test_metrics") or []])
+        correlation = GenotypeCorrelation(snps, per_image,
+                                          keep=correlation_snps(snps, recorded))
     volumes = tracked((load_volume(p, meta["grid"]) for p in images["path"]),
                       f"{method} saliency", len(images), "image")
     maps = group_saliency(model, volumes, snps, method=method, n_steps=config.ig_steps,

@@ -235,6 +235,9 @@ class GenotypeCorrelation:
     dosages : numpy.ndarray
         (subjects, n_snps) dosages (0-2, NaN where missing) of *every* subject that will
         be added, so that the dosage mean is known before the first map arrives.
+    keep : iterable of str, optional
+        Only these SNPs' maps are accumulated (default all): memory grows with them,
+        not with the heads.
 
     Notes
     -----
@@ -243,8 +246,11 @@ class GenotypeCorrelation:
     keeps float32 sums accurate), so ``r = cov(a, d) / (sd(a) sd(d))`` is exact.
     """
 
-    def __init__(self, snps: Sequence[str], dosages: np.ndarray):
+    def __init__(self, snps: Sequence[str], dosages: np.ndarray,
+                 keep: Iterable[str] | None = None):
         self.snps = list(snps)
+        self.kept = set(self.snps) if keep is None else set(keep) & set(self.snps)
+        self._skip = [snp not in self.kept for snp in self.snps]
         dosages = np.asarray(dosages, float)
         self.mean = np.nanmean(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
         self.sd = np.nanstd(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
@@ -271,7 +277,7 @@ class GenotypeCorrelation:
 
     def add(self, j: int, attribution: np.ndarray, dosage: float) -> None:
         """Add one subject's attribution map for head ``j`` with its dosage."""
-        if not np.isfinite(dosage):
+        if not np.isfinite(dosage) or self._skip[j]:
             return
         a = np.asarray(attribution, np.float32)
         if self._shift[j] is None:
