@@ -109,6 +109,7 @@ class Config:
     learning_rate: float = 1e-3
     channels: tuple[int, ...] = (32, 64, 128, 256, 256, 64)
     patience: int = 10
+    checkpoint_selection: str = "informative"
     no_saliency: bool = False
     torch_compile: bool = False
     work_dir: Path | None = None

@@ -493,3 +493,34 @@ def test_soft_labels_generalise_hard_calls():
     assert torch.isclose(masked_cross_entropy(logits, soft), expected)
     with pytest.raises(ValueError, match="genotype probabilities"):
         masked_cross_entropy(logits, torch.full((4, 2), 1.9))
+
+
+def test_checkpoint_selection_ignores_heads_that_learn_nothing():
+    """Informative selection: a causal head that improves decides, however many null
+    heads get worse; with no head beating its prior, the mean loss decides."""
+    from bgs_app.model.train import genotype_prior, head_losses, selection_loss
+
+    rng = np.random.default_rng(0)
+    n, heads = 200, 50
+    train = rng.integers(0, 3, (n, heads)).astype(np.float32)
+    val = rng.integers(0, 3, (n, heads)).astype(np.float32)
+    prior = genotype_prior(train)
+    flat = np.broadcast_to(prior, (n, heads, 3)).copy()
+
+    def epoch(causal_skill: float, null_overfit: float) -> np.ndarray:
+        probs = flat.copy()
+        onehot = np.eye(3)[val[:, 0].astype(int)]
+        probs[:, 0] = (1 - causal_skill) * probs[:, 0] + causal_skill * onehot
+        noise = rng.dirichlet(np.ones(3), (n, heads - 1))
+        probs[:, 1:] = (1 - null_overfit) * probs[:, 1:] + null_overfit * noise
+        return probs
+
+    early, late = epoch(0.3, 0.05), epoch(0.6, 0.4)
+    # The mean loss prefers the early epoch (49 null heads got worse) ...
+    assert selection_loss(late, val, prior, "mean") > selection_loss(early, val, prior, "mean")
+    # ... the informative selection the late one, where the causal head is better.
+    assert selection_loss(late, val, prior) < selection_loss(early, val, prior)
+    nothing = epoch(0.0, 0.0)  # every head predicts its prior
+    assert selection_loss(nothing, val, prior) == pytest.approx(
+        np.nanmean(head_losses(nothing, val)))
+    assert selection_loss(early, val, prior) < selection_loss(nothing, val, prior)

@@ -280,6 +280,13 @@ def get_parser() -> argparse.ArgumentParser:
     g_model.add_argument("--patience", dest="patience", type=_positive_int,
                          help="early stopping: epochs without a better validation loss"
                               + _default("patience"))
+    g_model.add_argument("--checkpoint-selection", dest="checkpoint_selection",
+                         choices=("informative", "mean"),
+                         help="how the best epoch and early stopping are judged: "
+                              "informative (only heads that beat their genotype prior on "
+                              "the validation set count, so null heads do not decide) or "
+                              "mean (the mean validation cross-entropy over every head)"
+                              + _default("checkpoint_selection"))
     g_model.add_argument("--torch-compile", dest="torch_compile", action="store_true",
                          help="compile the network with torch.compile (GPUs; slower to "
                               "start, faster per step)")

@@ -110,6 +110,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
                       lr=config.learning_rate, seed=config.seed,
                       channels=tuple(config.channels), patience=config.patience,
+                      selection=config.checkpoint_selection,
                       device=context.device, compile=config.torch_compile,
                       num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
     rows_of: dict[str, list[int]] = {}

@@ -51,6 +51,62 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     compile: bool = False
+    selection: str = "informative"
+
+
+#: How the best epoch (and early stopping) is judged.
+SELECTIONS = ("informative", "mean")
+
+
+def head_losses(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per head, the mean cross-entropy of predicted probabilities (rows, heads, 3)
+    against hard calls (rows, heads) or probabilities (rows, heads, 3); NaN missing."""
+    targets = np.asarray(targets, np.float64)
+    if targets.ndim == 2:
+        called = ~np.isnan(targets)
+        targets = np.where(called[..., None],
+                           np.eye(3)[np.nan_to_num(targets).astype(int)], 0.0)
+    else:
+        called = ~np.isnan(targets).any(axis=-1)
+        targets = np.where(called[..., None], targets, 0.0)
+    nll = -(np.nan_to_num(targets) * np.log(np.asarray(probs, np.float64) + 1e-9)).sum(-1)
+    n = called.sum(0)
+    return np.where(n > 0, (nll * called).sum(0) / np.maximum(n, 1), np.nan)
+
+
+def genotype_prior(targets: np.ndarray) -> np.ndarray:
+    """Per head, the genotype frequencies of the training labels (heads, 3): what a
+    network that learned nothing about a SNP predicts for it."""
+    targets = np.asarray(targets, np.float64)
+    if targets.ndim == 2:
+        counts = np.stack([(targets == c).sum(0) for c in range(3)], axis=1).astype(float)
+    else:
+        counts = np.nansum(targets, axis=0)
+    counts = counts + 0.5  # no zero probability for a class the training set lacks
+    return counts / counts.sum(1, keepdims=True)
+
+
+def selection_loss(probs: np.ndarray, targets: np.ndarray, prior: np.ndarray,
+                   how: str = "informative") -> float:
+    """The validation number that picks the best epoch and stops training.
+
+    ``mean``: the mean cross-entropy over every head. ``informative`` (default): only
+    heads that beat their genotype prior on the validation set count, by how much
+    (the mean over heads of ``min(loss - prior loss, 0)``), so hundreds of null heads,
+    whose validation loss only rises as they overfit, do not decide when a few causal
+    heads peak; while no head beats its prior, the mean cross-entropy decides (it is
+    positive, the gain negative, so any epoch where a head beats its prior ranks better).
+    """
+    losses = head_losses(probs, targets)
+    if how == "mean":
+        return float(np.nanmean(losses))
+    if how != "informative":
+        raise ValueError(f"checkpoint selection {how!r}: choose from {SELECTIONS}")
+    baseline = head_losses(np.broadcast_to(prior, np.shape(probs)), targets)
+    gain = np.minimum(losses - baseline, 0.0)
+    if not np.nanmin(gain, initial=0.0) < 0:
+        return float(np.nanmean(losses))
+    return float(np.nanmean(gain))
 
 
 def _lr_factor(epoch: int, cfg: TrainConfig) -> float:
@@ -138,6 +194,7 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
                              seed=cfg.seed)
     val_set = StoreDataset(store, val_rows, val_dosages)
     weights = _class_weights(np.asarray(train_dosages)) if cfg.class_weighting else None
+    prior = genotype_prior(train_dosages)
     start, best_loss, stale, rows = 0, float("inf"), 0, []
     checkpoint = out_dir / "checkpoint.pt"
     if checkpoint.is_file():
@@ -191,7 +248,10 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         val_loss = float(masked_cross_entropy(torch.from_numpy(np.log(probs + 1e-9)),
                                               torch.from_numpy(np.array(val_dosages,
                                                                         np.float32))))
+        selection = selection_loss(probs, np.asarray(val_dosages, np.float32), prior,
+                                   cfg.selection)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+               "val_selection": selection,
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - began,
                "volumes_per_s": seen / max(time.perf_counter() - began, 1e-9)}
         val_expected = _expected(val_dosages)
@@ -200,8 +260,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         rows.append(row)
         # Every rank validates on the whole validation set, so every rank takes the same
         # early-stopping decision; only rank 0 writes.
-        improved = val_loss < best_loss - 1e-6
-        best_loss, stale = (val_loss, 0) if improved else (best_loss, stale + 1)
+        improved = selection < best_loss - 1e-6
+        best_loss, stale = (selection, 0) if improved else (best_loss, stale + 1)
         if rank == 0:
             _write_epoch(out_dir, rows, model, opt, cfg, best_loss, stale, improved)
             _log_epoch(label, rows, cfg.epochs, stale, cfg.patience)
