@@ -410,6 +410,7 @@ def template_similarity(img, template):
     return similarity
 
 
+@pytest.mark.slow  # about 40 s; keeps `make test` under 15 min
 def test_user_template_and_affine_registration(participant_run, tmp_path):
     """--template IMAGE --template-mask MASK (no priors, no atlas) with affine only."""
     from bgs_app.cli.run import main
@@ -443,6 +444,7 @@ def test_user_template_and_affine_registration(participant_run, tmp_path):
     assert 2 * (est & truth).sum() / (est.sum() + truth.sum()) > 0.93
 
 
+@pytest.mark.slow  # about 40 s; keeps `make test` under 15 min
 def test_group_level_finds_outputs_at_1p5_mm(tmp_path, participant_run, capsys):
     """--resolution 1.5: the participant level writes res-1p5 and the group level finds it
     (it looked for res-1.5, and suggested --resolution 1p5, which the parser refuses)."""
