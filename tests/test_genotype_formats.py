@@ -129,3 +129,19 @@ def test_ambiguous_or_missing_prefix(tmp_path):
         open_genotypes(tmp_path / "x")
     with pytest.raises(GenotypeError, match="unreadable BGEN"):
         open_genotypes(tmp_path / "x.bgen")
+
+
+@needs_plink2
+def test_geno_and_mind_count_only_absent_dosages(dosage_files, tmp_path):
+    """An imputed dosage far from an integer is uncertain, not missing: --geno/--mind
+    keep what plink2 --geno dosage / --mind dosage keep."""
+    plink2(["--pfile", str(dosage_files / "d"), "--mind", "0.04", "dosage", "--geno",
+            "0.04", "dosage", "--write-snplist", "--write-samples"], tmp_path / "kept")
+    ours = load_genotypes(dosage_files / "d.pgen", maf=None, hwe=None, geno=0.04, mind=0.04)
+    snps = set((tmp_path / "kept.snplist").read_text().split())
+    people = set(read_plink_table(tmp_path / "kept.id")["IID"])
+    assert set(ours.snp_qc.loc[ours.snp_qc["kept"], "snp"]) == snps
+    kept = ours.person_qc[ours.person_qc["kept"]]
+    assert set(kept["iid"]) == people
+    # Counted as plink2 counts hard calls, most of these people would fail --mind 0.04.
+    assert (1 - ours.person_qc["call_rate"] > 0.04).mean() > 0.5

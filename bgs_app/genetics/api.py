@@ -194,8 +194,9 @@ def load_genotypes(prefix: str | Path, snps: list[str] | None = None,
 
     kept = np.asarray(qc["person_kept"], bool)
     rate = 1.0 - np.asarray(qc["person_missing"], float)
-    reasons = np.where(kept, None, [f"missing-call rate {1 - r:.4f} > {mind:g} (--mind)"
-                                    if mind is not None else None for r in rate])
+    judged = np.asarray(qc["person_dosage_missing"], float)
+    reasons = np.where(kept, None, [f"missing-call rate {m:.4f} > {mind:g} (--mind)"
+                                    if mind is not None else None for m in judged])
     matched_qc = pd.DataFrame({"iid": matched["iid"].to_numpy(),
                                "participant_id": matched["participant_id"].to_numpy(),
                                "call_rate": rate, "kept": kept, "reason": reasons})

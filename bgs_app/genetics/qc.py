@@ -2,9 +2,13 @@
 and the imputation r² filter (``--min-info``, as plink2's ``--mach-r2-filter``).
 
 Dosages (PLINK 2, BGEN) are judged as plink2 judges them: a dosage within
-:data:`HARDCALL_THRESHOLD` of an integer is also a hard call; missing-call rates and the
-Hardy-Weinberg test use the hard calls, allele frequencies and the imputation r² use the
-dosages. With hard calls only (PLINK 1) both are the same.
+:data:`HARDCALL_THRESHOLD` of an integer is also a hard call; the reported missing-call
+rates (plink2 ``--missing``) and the Hardy-Weinberg test use the hard calls, allele
+frequencies and the imputation r² use the dosages. ``--geno`` and ``--mind`` count a
+genotype as missing only when it has no dosage, as plink2's ``--geno dosage`` /
+``--mind dosage`` do: an imputed dosage of 0.7 is uncertain, not missing (its
+uncertainty is what ``--min-info`` judges), and counting it missing would drop most
+people of an imputed file. With hard calls only (PLINK 1) both are the same.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ def snp_stats(dosages: np.ndarray) -> dict[str, np.ndarray]:
     n_dosage = (~np.isnan(dosages)).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         a1_freq = np.nansum(dosages, axis=0) / (2.0 * n_dosage)
-    return {"call_rate": n_called / max(dosages.shape[0], 1), "a1_freq": a1_freq,
-            "hwe_p": hwe_exact_pvalues(calls), "info": mach_r2(dosages)}
+    n = max(dosages.shape[0], 1)
+    return {"call_rate": n_called / n, "dosage_call_rate": n_dosage / n,
+            "a1_freq": a1_freq, "hwe_p": hwe_exact_pvalues(calls), "info": mach_r2(dosages)}
 
 
 def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarray]:
@@ -91,19 +96,22 @@ def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarra
     Returns
     -------
     dict
-        ``person_missing``, ``person_kept`` (bool), ``call_rate``, ``a1_freq``,
-        ``hwe_p``, ``info`` (on kept people), ``snp_reason`` (str, empty when kept).
+        ``person_missing`` (hard calls), ``person_dosage_missing`` (what ``--mind``
+        judges), ``person_kept`` (bool), ``call_rate`` (hard calls), ``dosage_call_rate``
+        (what ``--geno`` judges), ``a1_freq``, ``hwe_p``, ``info`` (on kept people),
+        ``snp_reason`` (str, empty when kept).
     """
     person_missing = person_missingness(hard_calls(dosages))
     person_kept = np.ones(dosages.shape[0], bool)
+    person_dosage_missing = person_missingness(dosages)  # no dosage, not merely no hard call
     if thresholds.mind is not None:
-        person_kept = person_missing <= thresholds.mind + 1e-12
+        person_kept = person_dosage_missing <= thresholds.mind + 1e-12
     stats = snp_stats(dosages[person_kept])
     reasons = np.full(dosages.shape[1], "", dtype=object)
     if thresholds.geno is not None:
-        bad = (1.0 - stats["call_rate"]) > thresholds.geno + 1e-12
+        bad = (1.0 - stats["dosage_call_rate"]) > thresholds.geno + 1e-12
         reasons[bad] = [f"missing-call rate {1 - c:.4f} > {thresholds.geno:g} (--geno)"
-                        for c in stats["call_rate"][bad]]
+                        for c in stats["dosage_call_rate"][bad]]
     if thresholds.hwe is not None:
         bad = (reasons == "") & (stats["hwe_p"] < thresholds.hwe)
         reasons[bad] = [f"Hardy-Weinberg p {p:.3g} < {thresholds.hwe:g} (--hwe)"
@@ -118,5 +126,6 @@ def run_qc(dosages: np.ndarray, thresholds: QCThresholds) -> dict[str, np.ndarra
         bad = (reasons == "") & ~(stats["info"] >= thresholds.min_info - 1e-12)
         reasons[bad] = [f"imputation r² {v:.4f} < {thresholds.min_info:g} (--min-info)"
                         for v in stats["info"][bad]]
-    return {"person_missing": person_missing, "person_kept": person_kept, **stats,
+    return {"person_missing": person_missing, "person_dosage_missing": person_dosage_missing,
+            "person_kept": person_kept, **stats,
             "snp_reason": reasons}

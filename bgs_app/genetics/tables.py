@@ -15,7 +15,8 @@ SNP_QC_COLUMNS = {
     "a2": "Other allele (A2: .bim column 6, the .pvar REF, or the BGEN's first allele)",
     "a1_freq": "Frequency of A1 among the people kept after --mind (from the dosages)",
     "call_rate": "Fraction of those people with a hard call (a dosage within 0.1 of an "
-                 "integer, as plink2 --missing)",
+                 "integer, as plink2 --missing); --geno judges the fraction with a dosage "
+                 "(as plink2 --geno dosage), the same for hard-call files",
     "hwe_p": "Hardy-Weinberg exact test p-value on the hard calls (Wigginton et al. 2005, "
              "as PLINK --hardy)",
     "info": "Imputation r² (MaCH Rsq: dosage variance over 2p(1-p), as plink2 --freq "
