@@ -164,7 +164,8 @@ class CohortGenetics:
         compute genetic PCs and kinship from.
     imputation_noise : float
         Mean share of each call's probability that imputation spread over the three
-        genotypes (by Hardy-Weinberg): 0 gives hard calls; 0.2 an INFO of about 0.8.
+        genotypes (by Hardy-Weinberg): 0 gives hard calls; 0.1 an INFO (MaCH r²) of
+        about 0.8, 0.2 of about 0.6.
     """
 
     sibships: float = 0.0
