@@ -89,6 +89,7 @@ class Config:
     kinship: Path | None = None
     kinship_threshold: float = 0.0442
     keep_relatives: bool = False
+    ancestry_column: str | None = None
     genetic_pcs: int = 0
     pca_genotypes: str | None = None
     phenotypes: tuple[str, ...] | None = None

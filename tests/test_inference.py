@@ -40,9 +40,14 @@ def sessions_run(tmp_path_factory):
     visits = pd.concat([table.assign(session_id="1"), later.assign(session_id="2")])
     visits = visits[["participant_id", "session_id", *table.columns[1:]]]
     visits.to_csv(study / "phenotype/cognition.tsv", sep="\t", index=False, na_rep="n/a")
+    # An ancestry column: 22 participants in one group, 8 in another (too few to test).
+    people = pd.read_csv(study / "participants.tsv", sep="\t", dtype=str)
+    people["ancestry"] = ["EUR"] * 22 + ["SAS"] * (len(people) - 22)
+    people.to_csv(study / "participants.tsv", sep="\t", index=False)
     snps = [s["snp"] for s in json.loads(
         (study / "derivatives/simulation-truth/truth.json").read_text())["snps"]]
-    code = main([str(study), str(out), "group", *COMMON, "--genotypes",
+    code = main([str(study), str(out), "group", *COMMON, "--ancestry-column", "ancestry",
+                 "--genotypes",
                  str(study / "genetics/study"), "--snps", *snps, "--cv-folds", "2",
                  "--epochs", "1", "--batch-size", "6", "--channels", "4", "4", "4", "4", "4",
                  "4", "--no-saliency", "--phenotype-session", "mean", "-w",
@@ -177,3 +182,18 @@ def test_long_stages_log_progress_lines_without_a_terminal(sessions_run, tmp_pat
                     r"model: scoring: \d+/\d+ image\(s\)",
                     r"model: gradient saliency: \d+/\d+ image\(s\)[^\n]*left"):
         assert re.search(pattern, text), (pattern, text[-3000:])
+
+
+def test_tables_by_ancestry_group(sessions_run):
+    group = sessions_run["out"] / "group"
+    perf = pd.read_csv(group / "performance_by_ancestry.tsv", sep="\t")
+    assert set(perf["ancestry"]) == {"EUR", "SAS"}
+    assert perf.loc[perf["ancestry"] == "SAS", "r_dosage"].isna().all()  # 8 < 20
+    eur = perf[perf["ancestry"] == "EUR"]
+    assert eur["r_dosage"].notna().any() and 20 <= eur["n_test"].max() <= 22
+    assoc = pd.read_csv(group / "associations_by_ancestry.tsv", sep="\t")
+    assert set(assoc["ancestry"]) == {"EUR"}
+    sidecar = json.loads((group / "associations_by_ancestry.json").read_text())
+    sizes = sidecar["GroupSizes"]  # scored, genotyped participants
+    assert sidecar["AncestryColumn"] == "ancestry" and 20 <= sizes["EUR"] <= 22
+    assert sizes["SAS"] <= 8

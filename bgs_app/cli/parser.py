@@ -227,6 +227,11 @@ def get_parser() -> argparse.ArgumentParser:
     g_gen.add_argument("--keep-relatives", dest="keep_relatives", action="store_true",
                        help="with --kinship: keep every relative in the associations "
                             "(the splits stay family-aware)")
+    g_gen.add_argument("--ancestry-column", dest="ancestry_column", metavar="COLUMN",
+                       help="a column of participants.tsv (or phenotype/*.tsv) naming each "
+                            "participant's ancestry group: held-out performance and the "
+                            "associations are repeated within each group "
+                            "(performance_by_ancestry.tsv, associations_by_ancestry.tsv)")
     g_gen.add_argument("--genetic-pcs", dest="genetic_pcs", type=int, metavar="N",
                        help="add N genetic principal components as covariates")
     g_gen.add_argument("--pca-genotypes", dest="pca_genotypes", metavar="GENOTYPES",

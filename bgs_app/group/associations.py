@@ -11,6 +11,7 @@ import pandas as pd
 from bgs_app.config import RunContext
 from bgs_app.group.inputs import (
     GroupInputs,
+    ancestry_groups,
     covariate_frame,
     image_sessions,
     measures,
@@ -130,6 +131,11 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
                        scores=cnn, extra={"Covariates": [] if covs is None
                                           else list(covs.columns),
                                           "UnrelatedSet": unrelated is not None})
+    groups = ancestry_groups(config, list(cnn.index), inputs)
+    if groups is not None:
+        write_ancestry_tables(out, groups, sources, dosages, pheno.reindex(cnn.index),
+                              None if covs is None else covs.reindex(cnn.index), cnn,
+                              baselines, validated, alleles, config)
     families = {f: int(n) for f, n in table.loc[table["family"] != "", "family"]
                 .value_counts().sort_index().items()}
     write_associations(table, out, {"Measures": names,
@@ -187,3 +193,32 @@ def adjust_performance(perf: pd.DataFrame, sources: dict[str, pd.DataFrame],
             pcs.reindex(ids).to_numpy(float)))
     extra = pd.DataFrame(values, index=perf.index)
     return pd.concat([perf, extra], axis=1)
+
+
+def write_ancestry_tables(out, groups: pd.Series, sources: dict, dosages, pheno, covs, cnn,
+                          baselines: dict, validated, alleles, config) -> None:
+    """``performance_by_ancestry.tsv`` and ``associations_by_ancestry.tsv``."""
+    from bgs_app.stats.ancestry import (
+        MIN_GROUP_N,
+        associations_by_group,
+        performance_by_group,
+    )
+    from bgs_app.stats.tables import write_by_ancestry
+
+    sizes = {str(k): int(v) for k, v in groups.dropna().astype(str).value_counts()
+             .sort_index().items()}
+    extra = {"AncestryColumn": config.ancestry_column, "GroupSizes": sizes,
+             "MinGroupSize": MIN_GROUP_N}
+    if dosages is not None:
+        write_by_ancestry(performance_by_group(groups, sources, dosages), out,
+                          "performance", extra)
+    table = associations_by_group(groups, pheno, covs, cnn=cnn, dosages=None if dosages
+                                  is None else dosages.reindex(cnn.index),
+                                  baselines=baselines, validated=validated, alleles=alleles,
+                                  fdr=config.fdr_method)
+    write_by_ancestry(table, out, "associations", {
+        **extra, "Note": "descriptive: the claims are those of associations.tsv (the "
+                         "pooled gate and families); each group's families are corrected "
+                         "within the group"})
+    LOGGER.info("Ancestry groups (%s): %s; tables by group written",
+                config.ancestry_column, ", ".join(f"{k} {v}" for k, v in sizes.items()))

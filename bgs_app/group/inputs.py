@@ -292,6 +292,7 @@ def check_phenotypes(config: Config, participants: list[str],
     from bgs_app.stats import load_phenotypes
 
     names = measures(config)
+    ancestry_groups(config, participants, inputs)  # refuse a wrong column before training
     if not names:
         return
     plan = plan_covariates(config, inputs)
@@ -318,6 +319,34 @@ def check_phenotypes(config: Config, participants: list[str],
             LOGGER.warning("%s(s) with values for fewer than %d participants (their "
                            "associations cannot be estimated): %s", what.capitalize(),
                            MIN_ASSOCIATION_N, ", ".join(f"{k} ({v})" for k, v in few.items()))
+
+
+def ancestry_groups(config: Config, participants: list[str],
+                    inputs: GroupInputs | None = None) -> pd.Series | None:
+    """``--ancestry-column``: each participant's ancestry group (None without it).
+
+    Raises
+    ------
+    UsageError
+        The column is not found, or names no group for any of the participants.
+    """
+    from bgs_app.stats.phenotypes import read_tables
+
+    if not config.ancestry_column:
+        return None
+    sessions = None if inputs is None else image_sessions(inputs)
+    table = read_tables(config.bids_dir, session=config.phenotype_session,
+                        image_sessions=sessions)
+    if config.ancestry_column not in table.columns:
+        raise UsageError(f"--ancestry-column {config.ancestry_column}: no such column in "
+                         "participants.tsv or phenotype/*.tsv; available: "
+                         f"{', '.join(map(str, table.columns))}")
+    groups = table[config.ancestry_column].reindex(participants)
+    if groups.notna().sum() == 0:
+        raise UsageError(f"--ancestry-column {config.ancestry_column} names no group for "
+                         f"any of the {len(participants)} participant(s) with model-grid "
+                         "images")
+    return groups
 
 
 def image_sessions(inputs: GroupInputs) -> dict[str, list[str]]:

@@ -105,6 +105,21 @@ def write_performance(table: pd.DataFrame, group_dir: Path, extra: dict | None =
     return write_table(table, Path(group_dir) / "performance.tsv", PERFORMANCE_COLUMNS, extra)
 
 
+ANCESTRY_COLUMN = {"ancestry": "The ancestry group (--ancestry-column) the row is "
+                               "computed within; families are corrected within the group"}
+
+
+def write_by_ancestry(table: pd.DataFrame, group_dir: Path, kind: str,
+                      extra: dict | None = None):
+    """``group/<kind>_by_ancestry.tsv`` (``performance`` or ``associations``)."""
+    columns = {**ANCESTRY_COLUMN, **(PERFORMANCE_COLUMNS if kind == "performance"
+                                     else ASSOCIATION_COLUMNS)}
+    if "validated" in table:
+        table = table.assign(validated=table["validated"].map(
+            lambda v: "true" if str(v).lower() == "true" else "false"))
+    return write_table(table, Path(group_dir) / f"{kind}_by_ancestry.tsv", columns, extra)
+
+
 def write_idp_scores(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
     """``group/idp_scores.tsv`` and its sidecar."""
     return write_table(table, Path(group_dir) / "idp_scores.tsv", SCORE_COLUMNS, extra)
