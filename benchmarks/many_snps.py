@@ -2,7 +2,7 @@
 training, saliency and associations, and saliency's cost per subject.
 
 Usage: python benchmarks/many_snps.py [--n 200] [--snps 500] [--epochs 20]
-       [--repeats 3] [--out FILE] [--keep DIR]
+       [--repeats 5] [--selection informative|mean] [--out FILE] [--keep DIR]
 
 One simulated study (4 mm, ``--snps`` SNPs of which 4 causal with 80 % volume change;
 model-grid images from the true transforms) goes through the group level twice: with
@@ -81,7 +81,7 @@ def _group(study: Path, derivatives: Path, snps_file: Path, work: Path, args,
            "--epochs", str(args.epochs), "--patience", str(args.epochs), "--batch-size", "8",
            "--learning-rate", "2e-3", "--channels", *CHANNELS, "--covariates", "age",
            "sex", "site", "--nprocs", "2", "-w", str(work), "--skip-bids-validation",
-           "--saliency-method", "gradient"]
+           "--saliency-method", "gradient", "--checkpoint-selection", args.selection]
     return cmd if saliency else [*cmd, "--no-saliency"]
 
 
@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--snps", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--selection", choices=("informative", "mean"), default="informative",
+                        help="--checkpoint-selection of both runs")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args(argv)
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     emit({"benchmark": "many_snps", "machine": machine(), "code": code_version(),
           "design": {"n": args.n, "snps": args.snps, "causal": 4, "resolution_mm": 4,
                      "epochs": args.epochs, "channels": [int(c) for c in CHANNELS],
-                     "saliency": "gradient"},
+                     "saliency": "gradient", "checkpoint_selection": args.selection},
           **result, "seconds": round(time.perf_counter() - began, 1)}, args.out)
     return 0
 

@@ -111,6 +111,11 @@ def _head_gradients(model: SFCN, pooled: torch.Tensor, heads: torch.Tensor) -> t
         return torch.einsum("nhk,hkc->nhc", d_logits, weight)
 
 
+#: Feature channels whose input gradients are held at once in :func:`_chain_gradients`
+#: (each a volume): the heads are combined from them by one matrix product per block.
+JACOBIAN_CHANNELS = 8
+
+
 def _chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
     """Input gradients of the scores of ``heads`` at the volumes ``x`` (n, 1, X, Y, Z),
     by the chain rule: one backward pass per pooled feature channel, combined per head,
@@ -119,14 +124,15 @@ def _chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor) -> torch
     pooled = model.pool(model.features(x))  # (n, C, 1, 1, 1); dropout is off in eval
     features = pooled.flatten(1)
     per_head = _head_gradients(model, pooled.detach(), heads)  # (n, heads, C)
-    out = torch.zeros((x.shape[0], len(heads), *x.shape[2:]), dtype=torch.float32,
-                      device=x.device)
-    channels = features.shape[1]
-    for c in range(channels):
-        (grad,) = torch.autograd.grad(features[:, c].sum(), x,
-                                      retain_graph=c < channels - 1)
-        out += per_head[:, :, c, None, None, None] * grad[:, 0, None].float()
-    return out
+    n, channels = x.shape[0], features.shape[1]
+    out = torch.zeros((n, len(heads), x[0, 0].numel()), dtype=torch.float32, device=x.device)
+    for start in range(0, channels, JACOBIAN_CHANNELS):
+        block = range(start, min(start + JACOBIAN_CHANNELS, channels))
+        jacobian = torch.stack([torch.autograd.grad(
+            features[:, c].sum(), x, retain_graph=c < channels - 1)[0].reshape(n, -1)
+            for c in block], dim=1).float()  # (n, block, voxels)
+        out += torch.bmm(per_head[:, :, block.start:block.stop].contiguous(), jacobian)
+    return out.reshape(n, len(heads), *x.shape[2:])
 
 
 def attribute_heads(model: SFCN, volume: np.ndarray, heads: Sequence[int], *,
