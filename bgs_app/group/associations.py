@@ -208,6 +208,8 @@ def write_ancestry_tables(out, groups: pd.Series, sources: dict, dosages, pheno,
     sizes = {str(k): int(v) for k, v in groups.dropna().astype(str).value_counts()
              .sort_index().items()}
     extra = {"AncestryColumn": config.ancestry_column, "GroupSizes": sizes,
+             "GroupSizesOf": "the participants of the associations (with --kinship, the "
+                             "unrelated set); performance counts every scored one",
              "MinGroupSize": MIN_GROUP_N}
     if dosages is not None:
         write_by_ancestry(performance_by_group(groups, sources, dosages), out,
