@@ -81,6 +81,22 @@ def code_version() -> dict[str, str | None]:
     return {"bgs_app": __version__, "git_commit": commit or None}
 
 
+def run_logged(cmd: list[str], log: Path, name: str = "benchmark") -> float:
+    """Run ``cmd`` with this checkout on PYTHONPATH, appending its output to ``log``;
+    exit with a message naming the log if it fails. Returns the seconds it took."""
+    began = time.perf_counter()
+    with open(log, "a") as fh:
+        fh.write("\n$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH"))
+                                            if p)
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        raise SystemExit(f"{name}: `{' '.join(cmd[:5])} ...` exited {code}; see {log}")
+    return time.perf_counter() - began
+
+
 def last_json(text: str) -> dict[str, Any]:
     """The JSON object that ends ``text`` (scripts may log before it)."""
     try:

@@ -38,9 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine as describe_machine  # noqa: E402
 from _common import machine_label  # noqa: E402
+from _common import run_logged as _run_logged  # noqa: E402
 
 # Run as modules of this checkout (also where no console scripts are installed).
 BGS_APP = [sys.executable, "-m", "bgs_app"]
@@ -75,19 +74,8 @@ def causal_1000g(seed: int, k: int = 4) -> list[str]:
 
 
 def run_logged(cmd: list[str], log: Path) -> float:
-    """Run ``cmd`` with this checkout on PYTHONPATH, appending its output to ``log``;
-    exit with a message naming the log if it fails. Returns the seconds it took."""
-    began = time.perf_counter()
-    with open(log, "a") as fh:
-        fh.write("\n$ " + " ".join(cmd) + "\n")
-        fh.flush()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH"))
-                                            if p)
-        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    if code != 0:
-        raise SystemExit(f"recovery: `{' '.join(cmd[:5])} ...` exited {code}; see {log}")
-    return time.perf_counter() - began
+    """:func:`_common.run_logged`, naming this script."""
+    return _run_logged(cmd, log, "recovery")
 
 
 def simulate_command(study: Path, *, n: int, seed: int, resolution: float, effect: float,

@@ -27,7 +27,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, emit, machine  # noqa: E402
+from _common import code_version, emit, machine, run_logged  # noqa: E402
 
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -63,12 +62,7 @@ def _hard_calls(pgen: Path, prefix: Path) -> pd.DataFrame:
 
 
 def _run(cmd: list[str], log: Path) -> float:
-    began = time.perf_counter()
-    with open(log, "a") as handle:
-        code = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT).returncode
-    if code:
-        raise SystemExit(f"soft_labels: {' '.join(cmd[:4])} ... failed ({code}); see {log}")
-    return time.perf_counter() - began
+    return run_logged(cmd, log, "soft_labels")
 
 
 def one_seed(base: Path, seed: int, args: argparse.Namespace) -> dict:

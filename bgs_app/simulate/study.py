@@ -220,6 +220,21 @@ def _age_effect(grid, head):
     return pattern.astype(np.float32), deform.displacement_from_pattern(pattern)
 
 
+def _lobe_blobs(rng: np.random.Generator, grid, sigma: float) -> tuple[np.ndarray, list]:
+    """Three Gaussian blobs of ``sigma`` mm, each at a random centre of a different lobe:
+    the pattern (unclipped) and its description."""
+    pattern, blobs = np.zeros(grid.shape, np.float32), []
+    lobes = list(deform.LOBE_CENTRES)
+    for lobe_index in rng.choice(len(lobes), size=3, replace=False):
+        lobe = lobes[int(lobe_index)]
+        centres = deform.LOBE_CENTRES[lobe]
+        centre = np.array(centres[int(rng.integers(len(centres)))], float)
+        pattern += deform.gaussian_blob(grid, centre, sigma)
+        blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
+                      "sigma_mm": sigma})
+    return pattern, blobs
+
+
 def _confound_design(params: SimulationParams, designs: dict, grid) -> dict | None:
     """The non-genetic anatomical component: where the causal SNPs act (or, without
     causal SNPs, three random blobs), scaled to ``confound_size`` per SD of amplitude."""
@@ -230,16 +245,7 @@ def _confound_design(params: SimulationParams, designs: dict, grid) -> dict | No
                           for d in designs.values()], axis=0)
         desc = {"type": "causal-regions", "snps": sorted(designs)}
     else:
-        rng = np.random.default_rng([params.seed, 7777])
-        pattern, blobs = np.zeros(grid.shape, np.float32), []
-        lobes = list(deform.LOBE_CENTRES)
-        for lobe_index in rng.choice(len(lobes), size=3, replace=False):
-            lobe = lobes[int(lobe_index)]
-            centres = deform.LOBE_CENTRES[lobe]
-            centre = np.array(centres[int(rng.integers(len(centres)))], float)
-            pattern += deform.gaussian_blob(grid, centre, 11.0)
-            blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
-                          "sigma_mm": 11.0})
+        pattern, blobs = _lobe_blobs(np.random.default_rng([params.seed, 7777]), grid, 11.0)
         desc = {"type": "blobs", "blobs": blobs}
     pattern = (params.confound_size * np.clip(pattern, 0, 1)).astype(np.float32)
     return {"pattern": pattern, "displacement": deform.displacement_from_pattern(pattern),
@@ -250,17 +256,9 @@ def _ancestry_designs(params: SimulationParams, grid) -> list[dict]:
     """Each non-reference ancestry's anatomy: three broad blobs of its own, scaled to
     ``ancestry_shape`` (a head shape that genetic PCs, not SNPs, explain)."""
     designs = []
-    lobes = list(deform.LOBE_CENTRES)
     for k in range(1, params.ancestries):
-        rng = np.random.default_rng([params.seed, 8888, k])
-        pattern, blobs = np.zeros(grid.shape, np.float32), []
-        for lobe_index in rng.choice(len(lobes), size=3, replace=False):
-            lobe = lobes[int(lobe_index)]
-            centres = deform.LOBE_CENTRES[lobe]
-            centre = np.array(centres[int(rng.integers(len(centres)))], float)
-            pattern += deform.gaussian_blob(grid, centre, 14.0)
-            blobs.append({"lobe": lobe, "centre_mm": [round(c, 1) for c in centre],
-                          "sigma_mm": 14.0})
+        pattern, blobs = _lobe_blobs(np.random.default_rng([params.seed, 8888, k]), grid,
+                                     14.0)
         pattern = (params.ancestry_shape * np.clip(pattern, 0, 1)).astype(np.float32)
         designs.append({"displacement": deform.displacement_from_pattern(pattern),
                         "description": {"ancestry": k, "type": "blobs", "blobs": blobs}})
