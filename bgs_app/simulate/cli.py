@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bgs_app import __version__
+from bgs_app.simulate.deform import EFFECT_KINDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +63,18 @@ def get_parser() -> argparse.ArgumentParser:
                    help="RMS of the individual nonlinear anatomy in mm (default 2.5)")
     e.add_argument("--atlas-region", default="Left_Hippocampus",
                    help="Harvard-Oxford region of the atlas-aligned effect")
+    e.add_argument("--effect-kinds", nargs="+", choices=EFFECT_KINDS, metavar="KIND",
+                   help="per causal SNP (one for all, or one each): atlas (the volume of "
+                        "--atlas-region changes), blobs (three Gaussian blobs), shape (a "
+                        "boundary of --shape-region moves at constant volume) or pattern "
+                        "(alternating expansion and contraction inside --pattern-region, "
+                        "finer than the atlas); default: the first atlas, the others blobs")
+    e.add_argument("--shape-region", default="Right_Thalamus",
+                   help="Harvard-Oxford region of the shape effect")
+    e.add_argument("--pattern-region", default="Left_Putamen",
+                   help="Harvard-Oxford region of the fine-pattern effect")
+    e.add_argument("--pattern-wavelength", type=float, default=12.0, metavar="MM",
+                   help="period of the fine pattern in mm (default 12)")
     e.add_argument("--genotypes-from", metavar="PLINK_PREFIX",
                    help="use real genotypes from this PLINK 1 fileset")
     e.add_argument("--causal-snps", nargs="+", metavar="RSID",
@@ -113,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--cognition-r2 must be between 0 and 1")
     if args.resolution <= 0 or args.warp_mm < 0:
         problems.append("--resolution must be positive and --warp-mm not negative")
+    n_causal = args.n_causal if not args.causal_snps else len(args.causal_snps)
+    if args.effect_kinds and len(args.effect_kinds) not in (1, n_causal):
+        problems.append("--effect-kinds takes one value or one per causal SNP")
     if len(args.effect_size) not in (1, args.n_causal if not args.causal_snps
                                      else len(args.causal_snps)):
         problems.append("--effect-size takes one value or one per causal SNP")
@@ -163,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         sibships=args.sibships, ancestries=args.ancestries, fst=args.fst,
         ancestry_shape=args.ancestry_shape / 100.0,
         ancestry_cognition=args.ancestry_cognition, panel_snps=args.panel_snps,
-        imputation_noise=args.imputation_noise, genotype_format=args.genotype_format)
+        imputation_noise=args.imputation_noise, genotype_format=args.genotype_format,
+        effect_kinds=tuple(args.effect_kinds) if args.effect_kinds else None,
+        shape_region=args.shape_region, pattern_region=args.pattern_region,
+        pattern_wavelength=args.pattern_wavelength)
     try:
         truth = simulate_study(out, params, nprocs=args.nprocs, progress=not args.quiet)
     except ValueError as err:

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+#: What a causal SNP's effect can be (``SimulationParams.effect_kinds``): a regional
+#: volume change, Gaussian blobs, a constant-volume shape change, a fine pattern.
+EFFECT_KINDS = ("atlas", "blobs", "shape", "pattern")
+
 #: Spacing (mm) of the deformation grid.
 FIELD_SPACING = 2.0
 

@@ -10,7 +10,7 @@ import numpy as np
 
 def truth_model_grid(study: Path, out: Path, resolution: float, template: str
                      = "MNI152NLin2009aSym", nprocs: int = 1,
-                     participants: list[str] | None = None) -> Path:
+                     participants: list[str] | None = None, idps: bool = False) -> Path:
     """Model-grid images made from the simulation's *true* brain masks and transforms,
     written where the participant level would put them.
 
@@ -18,8 +18,8 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
     use these to measure what the CNN finds given correct preprocessing, without paying
     for the participant level on hundreds of subjects (that level is tested against the
     same truth in test_participant.py). Only numpy/scipy and the model grid's definition
-    here: no preprocessing code. No IDPs are written, so the group level runs without
-    the IDP baseline on such a folder.
+    here: no preprocessing code. Without ``idps`` no IDP tables are written, and the
+    group level runs without the IDP baseline on such a folder.
 
     Parameters
     ----------
@@ -35,6 +35,11 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
         Images made in parallel (processes).
     participants : list of str, optional
         Only these participants (``sub-`` labels); default: all.
+    idps : bool
+        Also write the IDP table beside each image: the simulation's true regional
+        volumes (the truth's ``idps.tsv``: what a perfect nonlinear registration and
+        segmentation give), so that the group level's IDP baseline is an upper bound of
+        what the participant level's IDPs can do.
 
     Returns
     -------
@@ -47,7 +52,11 @@ def truth_model_grid(study: Path, out: Path, resolution: float, template: str
     if participants is not None:
         keep = set(participants)
         t1ws = [t for t in t1ws if t.name.split("_")[0] in keep]
-    tasks = [(t1w, Path(study), Path(out), float(resolution), template) for t1w in t1ws]
+    if idps and not (Path(study) / "derivatives/simulation-truth/idps.tsv").is_file():
+        raise ValueError(f"{study} has no true IDP table (idps.tsv of the truth); "
+                         "simulate it again with this version of bgs-simulate")
+    tasks = [(t1w, Path(study), Path(out), float(resolution), template, idps)
+             for t1w in t1ws]
     if nprocs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(min(nprocs, len(tasks))) as pool:
             list(pool.map(_one_image, tasks, chunksize=4))
@@ -67,7 +76,7 @@ def _one_image(task: tuple) -> Path:
     from bgs_app.grid import model_grid
     from bgs_app.utils.atomic import save_nifti
 
-    t1w, study, out, resolution, template = task
+    t1w, study, out, resolution, template, with_idps = task
     shape, affine = model_grid(resolution)
     world = affine[:3, :3] @ np.indices(shape).reshape(3, -1) + affine[:3, 3:]
     truth = study / "derivatives" / "simulation-truth"
@@ -85,5 +94,16 @@ def _one_image(task: tuple) -> Path:
     inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
     values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
     dest = model_grid_path(out, entities, template, resolution)
+    if with_idps:
+        import pandas as pd
+
+        from bgs_app.bids.derivatives import idps_path
+        from bgs_app.utils.atomic import write_tsv
+
+        table = pd.read_csv(truth / "idps.tsv", sep="\t")
+        row = table[table["participant_id"] == f"sub-{entities['sub']}"]
+        if "ses" in entities and entities["ses"]:
+            row.insert(1, "session_id", f"ses-{entities['ses']}")
+        write_tsv(row, idps_path(dest))
     # Atomic: a killed run must not leave a half-written image for the group level.
     return save_nifti(nb.Nifti1Image(values, affine), dest)

