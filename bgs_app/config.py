@@ -111,7 +111,13 @@ class Config:
     channels: tuple[int, ...] = (32, 64, 128, 256, 256, 64)
     patience: int = 10
     checkpoint_selection: str = "informative"
+    poolings: str = "all"
+    readout: str = "mean"
+    coord_channels: bool = False
+    norm: str = "batch"
+    max_shift: int | None = None
     no_saliency: bool = False
+    no_voxel_baseline: bool = False
     torch_compile: bool = False
     work_dir: Path | None = None
     config_file: Path | None = None
@@ -157,10 +163,19 @@ class Config:
             raise UsageError(f"score_gate must be one of {', '.join(SCORE_GATES)}, not "
                              f"{values['score_gate']!r}")
         for name, allowed in (("skull_strip_t1w", ("auto", "force", "skip")),
-                              ("skull_strip_method", ("ants", "deepbet"))):
-            if values.get(name, DEFAULT_SKULL_STRIP[name]) not in allowed:
+                              ("skull_strip_method", ("ants", "deepbet")),
+                              ("readout", ("mean", "flatten")),
+                              ("norm", ("batch", "group"))):
+            if values.get(name, allowed[0] if name not in DEFAULT_SKULL_STRIP
+                          else DEFAULT_SKULL_STRIP[name]) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not "
                                  f"{values[name]!r}")
+        poolings = str(values.get("poolings", "all"))
+        if poolings not in ("all", "auto") and not (poolings.isdigit()
+                                                    and int(poolings) <= 5):
+            raise UsageError(f"poolings must be all, auto or a number of pooled blocks "
+                             f"(0-5), not {poolings!r}")
+        values["poolings"] = poolings
         if values.get("skull_strip_method") == "deepbet":
             import importlib.util
 

@@ -28,6 +28,35 @@ def test_sfcn_shapes_any_grid_and_score_range():
         SFCN(n_snps=0)
 
 
+def test_network_options_keep_a_final_map_and_rebuild_from_the_bundle(tmp_path):
+    from bgs_app.grid import grid_metadata
+    from bgs_app.model.bundle import load_bundle, save_bundle
+    from bgs_app.model.network import auto_poolings
+
+    # auto keeps SFCN's 1 mm last map (5 x 6 x 5) at 1, 2 and 4 mm
+    for resolution, k in ((1.0, 5), (2.0, 4), (4.0, 3)):
+        shape = model_grid(resolution)[0]
+        assert auto_poolings(shape, 5) == k
+        assert [n // 2 ** k for n in shape] == [5, 6, 5]
+    shape = model_grid(4.0)[0]
+    torch.manual_seed(0)
+    net = SFCN(3, channels=(4, 8, 8, 8, 8, 4), poolings=3, readout="flatten",
+               coord_channels=True, norm="group", grid_shape=shape).eval()
+    x = torch.randn(2, 1, *shape)
+    assert net.final_map == (5, 6, 5)
+    # the read-out knows where a feature is: moving the input moves the logits
+    assert not torch.allclose(net(x), net(torch.roll(x, 8, dims=2)), atol=1e-4)
+    folder = save_bundle(net, tmp_path / "bundle", snps=["a", "b", "c"],
+                         counted_alleles={"a": "A", "b": "C", "c": "G"},
+                         grid=grid_metadata(4.0, "MNI152NLin2009aSym"))
+    loaded, meta = load_bundle(folder)
+    assert meta["architecture"]["readout"] == "flatten"
+    assert meta["architecture"]["poolings"] == 3 and meta["architecture"]["coord_channels"]
+    torch.testing.assert_close(loaded(x), net(x))
+    with pytest.raises(ValueError, match="grid shape"):
+        SFCN(3, readout="flatten")
+
+
 def test_masked_cross_entropy_ignores_missing_genotypes():
     logits = torch.zeros(2, 2, 3)
     logits[0, 0, 2] = 5.0

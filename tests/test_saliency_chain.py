@@ -41,6 +41,22 @@ def test_chain_rule_equals_captum_per_head(model, volume, method):
     np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
 
 
+def test_chain_rule_with_a_location_aware_read_out(volume):
+    """Fewer poolings, a flattened last map, coordinate channels and GroupNorm: the head
+    still reads out a linear map of ``model.n_features`` features, and the chain rule
+    still equals captum."""
+    torch.manual_seed(2)
+    net = SFCN(n_snps=40, channels=(4, 4, 4, 4, 4, 2), poolings=3, readout="flatten",
+               coord_channels=True, norm="group", grid_shape=volume.shape).eval()
+    assert net.final_map == (4, 4, 4) and net.n_features == 2 * 64
+    heads = [0, 5, 39]
+    chain = attribute_heads(net, volume, heads, strategy="chain", method="gradient")
+    captum = attribute_heads(net, volume, heads, strategy="per-head", method="gradient")
+    scale = np.abs(captum).max()
+    assert scale > 0
+    np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
+
+
 def test_smoothgrad_by_the_chain_rule_is_the_mean_noisy_gradient(model, volume):
     """SmoothGrad by the chain rule: its noise is its own, so it is checked against
     the mean of chain-rule gradients at the same noisy copies."""

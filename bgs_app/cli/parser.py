@@ -292,6 +292,27 @@ def get_parser() -> argparse.ArgumentParser:
                               "the validation set count, so null heads do not decide) or "
                               "mean (the mean validation cross-entropy over every head)"
                               + _default("checkpoint_selection"))
+    g_model.add_argument("--poolings", dest="poolings", metavar="all|auto|K",
+                         help="how many 3^3 blocks end with a 2x max-pooling: all (SFCN), "
+                              "auto (as many as keep a last map of at least 5 voxels per "
+                              "axis, e.g. 5x6x5 at 1, 2 and 4 mm) or a number"
+                              + _default("poolings"))
+    g_model.add_argument("--readout", dest="readout", choices=("mean", "flatten"),
+                         help="the heads read the average of the last feature map (mean, "
+                              "SFCN) or all of it (flatten: location-aware)"
+                              + _default("readout"))
+    g_model.add_argument("--coord-channels", dest="coord_channels", action="store_true",
+                         help="add three input channels of voxel coordinates")
+    g_model.add_argument("--norm", dest="norm", choices=("batch", "group"),
+                         help="normalisation after each convolution: BatchNorm or GroupNorm"
+                              " (8 groups; for small batches)" + _default("norm"))
+    g_model.add_argument("--max-shift", dest="max_shift", type=int, metavar="VOXELS",
+                         help="largest augmentation shift per axis in voxels (0: none; "
+                              "default: 3 mm rounded to voxels)")
+    g_model.add_argument("--no-voxel-baseline", dest="no_voxel_baseline",
+                         action="store_true",
+                         help="skip the voxel-ridge baseline (ridge logistic regression on "
+                              "the model-grid voxels, on the CNN's split)")
     g_model.add_argument("--torch-compile", dest="torch_compile", action="store_true",
                          help="compile the network with torch.compile (GPUs; slower to "
                               "start, faster per step)")

@@ -15,7 +15,8 @@ Each stage is a module named after what it writes under ``OUT_DIR/group/``:
 5. :mod:`~bgs_app.group.scores`: every image scored by the model that did not see it
    (``scores.tsv``) and the CNN's held-out performance
 6. :mod:`~bgs_app.group.saliency`: group maps per SNP (``saliency/``)
-7. :mod:`~bgs_app.group.baseline`: the IDP baseline on the same split (``idp_scores.tsv``)
+7. :mod:`~bgs_app.group.baseline`: the IDP baseline on the same split (``idp_scores.tsv``),
+   and :mod:`~bgs_app.group.voxel_baseline`: the voxel-ridge one (``voxel_scores.tsv``)
 8. :mod:`~bgs_app.group.associations`: ``performance.tsv`` and ``associations.tsv``,
    and :mod:`~bgs_app.group.sumstats`: ``sumstats/<measure>.tsv`` (plink2 --glm columns)
 9. :mod:`~bgs_app.group.report`: ``report.html`` and ``CITATION.md``
@@ -96,6 +97,8 @@ def train_and_score(context: RunContext, inputs) -> None:
     Ranks other than 0 under ``torchrun`` take part in training, scoring and saliency
     (each a share of the images), and write nothing.
     """
+    import pandas as pd
+
     from bgs_app.grid import grid_metadata
     from bgs_app.group.associations import associate_scores
     from bgs_app.group.baseline import idp_baseline
@@ -105,6 +108,7 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.group.scores import score_held_out, write_held_out_scores
     from bgs_app.group.split import make_study_split
     from bgs_app.group.training import build_store, train_models
+    from bgs_app.group.voxel_baseline import voxel_baseline
 
     genotypes = load_study_genotypes(context, inputs.participants, write=context.is_main,
                                      excluded=inputs.excluded)
@@ -128,6 +132,10 @@ def train_and_score(context: RunContext, inputs) -> None:
     if not context.is_main:
         return
     idp_scores = idp_baseline(context, images, dosages, split)
-    associate_scores(context, inputs, dosages, idp_scores, alleles=alleles,
+    voxel_scores = voxel_baseline(context, store, images, dosages, split)
+    baselines = [s for s in (idp_scores, voxel_scores) if s is not None and len(s)]
+    associate_scores(context, inputs, dosages,
+                     pd.concat(baselines, ignore_index=True) if baselines else None,
+                     performance=("cnn", "idp", "voxel"), alleles=alleles,
                      tested=genotypes.snp_qc[["snp", "chrom", "pos"]],
                      unrelated=relatives.unrelated)

@@ -42,7 +42,7 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
         Participants x SNPs: the genotype rows (and, with the CNN's performance, the
         gate's basis).
     idp_scores : pandas.DataFrame, optional
-        The baseline's scores (long).
+        The baselines' scores (long; the IDP baseline's and the voxel-ridge one's).
     performance : tuple of str
         The sources whose performance parts this run made (apply mode: ``cnn`` only).
     gate_performance : pandas.DataFrame, optional

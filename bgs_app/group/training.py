@@ -111,6 +111,10 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                       lr=config.learning_rate, seed=config.seed,
                       channels=tuple(config.channels), patience=config.patience,
                       selection=config.checkpoint_selection,
+                      poolings=(None if config.poolings == "all" else config.poolings
+                                if config.poolings == "auto" else int(config.poolings)),
+                      readout=config.readout, coord_channels=config.coord_channels,
+                      norm=config.norm, max_shift=config.max_shift,
                       device=context.device, compile=config.torch_compile,
                       num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
     rows_of: dict[str, list[int]] = {}

@@ -79,8 +79,7 @@ def save_bundle(model, folder: str | Path, *, snps: list[str],
         files.append("training_log.tsv")
     write_json(folder / "model.json", {
         "bundle_format": BUNDLE_FORMAT, "bgs_app_version": __version__,
-        "architecture": {"name": "SFCN", "channels": list(model.channels),
-                         "n_snps": model.n_snps, "dropout": model.dropout.p},
+        "architecture": model.architecture(),
         "snps": [{"snp": s, "counted_allele": counted_alleles.get(s),
                   **({"other_allele": other_alleles.get(s)} if other_alleles else {}),
                   **({"counted_allele_freq": allele_freqs.get(s)} if allele_freqs else {})}
@@ -127,6 +126,35 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_options(folder: Path, arch: dict) -> None:
+    """The architecture options (absent in bundles made before they existed: SFCN's)."""
+    from bgs_app.model.network import NORMS, READOUTS
+
+    poolings = arch.get("poolings")
+    if poolings is not None and (not _is_int(poolings)
+                                 or not 0 <= poolings < len(arch["channels"])):
+        raise _fail(folder, f"architecture.poolings must be an integer from 0 to the number "
+                            f"of 3^3 blocks, not {poolings!r}")
+    for name, allowed in (("readout", READOUTS), ("norm", NORMS)):
+        if arch.get(name, allowed[0]) not in allowed:
+            raise _fail(folder, f"architecture.{name} must be one of {', '.join(allowed)}, "
+                                f"not {arch.get(name)!r}")
+    if not isinstance(arch.get("coord_channels", False), bool):
+        raise _fail(folder, "architecture.coord_channels must be true or false")
+
+
+def network_from(arch: dict, grid: dict | None = None):
+    """The (untrained) network an ``architecture`` entry of ``model.json`` describes."""
+    from bgs_app.model.network import SFCN
+
+    shape = tuple(int(n) for n in (grid or {}).get("Shape", ())) or None
+    return SFCN(int(arch["n_snps"]), channels=tuple(arch["channels"]),
+                dropout=float(arch.get("dropout", 0.5)), poolings=arch.get("poolings"),
+                readout=arch.get("readout", "mean"),
+                coord_channels=bool(arch.get("coord_channels", False)),
+                norm=arch.get("norm", "batch"), grid_shape=shape)
+
+
 def _check_fields(folder: Path, meta) -> None:
     """Refuse a ``model.json`` whose fields cannot describe a network."""
     if not isinstance(meta, dict):
@@ -149,6 +177,7 @@ def _check_fields(folder: Path, meta) -> None:
             0 <= dropout < 1):
         raise _fail(folder, f"architecture.dropout must be a number in [0, 1), not "
                             f"{dropout!r}")
+    _check_options(folder, arch)
     snps = meta.get("snps")
     if (not isinstance(snps, list) or not all(isinstance(s, dict) and isinstance(
             s.get("snp"), str) and s["snp"] for s in snps)):
@@ -242,13 +271,12 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from bgs_app.model.network import SFCN
-
     meta = read_bundle(folder, expect_grid=expect_grid)
     weights = Path(folder) / "weights.safetensors"
-    arch = meta["architecture"]
-    model = SFCN(int(arch["n_snps"]), channels=tuple(arch["channels"]),
-                 dropout=float(arch.get("dropout", 0.5)))
+    try:
+        model = network_from(meta["architecture"], meta.get("grid"))
+    except ValueError as err:
+        raise _fail(folder, f"the architecture cannot be built ({err})") from err
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)

@@ -20,23 +20,27 @@ class StoreDataset(Dataset):
     dosages : numpy.ndarray
         (len(rows), n_snps) with 0/1/2 or NaN.
     augment : bool
-        Random shifts (up to ``max_shift_mm`` per axis, in whole voxels, zero-filled) and
-        intensity scaling and gamma. Never a left-right flip: effects may be lateralised.
+        Random shifts (in whole voxels per axis, zero-filled) and intensity scaling and
+        gamma. Never a left-right flip: effects may be lateralised.
     max_shift_mm : float
-        Largest shift; small, because genotype effects are tied to anatomical location.
+        Largest shift, rounded to voxels; small, because genotype effects are tied to
+        anatomical location.
+    max_shift : int, optional
+        Largest shift in voxels (overrides ``max_shift_mm``; 0: none).
     seed, epoch : int
         Augmentation is a function of (seed, epoch, item), so a resumed run sees the
         same augmented volumes as an uninterrupted one.
     """
 
     def __init__(self, store: TensorStore, rows, dosages, *, augment: bool = False,
-                 max_shift_mm: float = 3.0, seed: int = 0):
+                 max_shift_mm: float = 3.0, max_shift: int | None = None, seed: int = 0):
         self.store = store
         self.rows = np.asarray(rows, int)
         self.dosages = np.array(dosages, np.float32)  # a writable copy
         self.augment = augment
         spacing = float(np.abs(np.asarray(store.grid["affine"])[:3, :3]).max())
-        self.max_shift = int(round(max_shift_mm / spacing))
+        self.max_shift = (int(round(max_shift_mm / spacing)) if max_shift is None
+                          else int(max_shift))
         self.seed = int(seed)
         self.epoch = 0
 

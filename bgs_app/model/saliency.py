@@ -100,14 +100,14 @@ def attribute(model: SFCN, volume: np.ndarray, snp_index: int, *, method: str = 
 def _head_gradients(model: SFCN, pooled: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
     """d score_j / d pooled features, (batch, heads, channels): the read-out's own
     derivative (softmax of a linear layer), no backward pass through the trunk."""
-    n, c = pooled.shape[0], pooled.shape[1]
+    n = pooled.shape[0]
     with torch.no_grad():
         logits = model.head(pooled).view(n, model.n_snps, 3).float()[:, heads]
         prob = torch.softmax(logits, dim=-1)
         copies = torch.arange(3, dtype=prob.dtype, device=prob.device)
         score = prob @ copies
         d_logits = prob * (copies - score[..., None])  # (n, heads, 3)
-        weight = model.head.weight.view(model.n_snps, 3, c).float()[heads]
+        weight = model.head.weight.reshape(model.n_snps, 3, -1).float()[heads]
         return torch.einsum("nhk,hkc->nhc", d_logits, weight)
 
 
@@ -121,7 +121,7 @@ def _chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor) -> torch
     by the chain rule: one backward pass per pooled feature channel, combined per head,
     so the cost grows with the channels, not the heads. Returns (n, heads, X, Y, Z)."""
     x = x.detach().requires_grad_(True)
-    pooled = model.pool(model.features(x))  # (n, C, 1, 1, 1); dropout is off in eval
+    pooled = model.readout_input(x)  # (n, C, 1, 1, 1) or the map; no dropout in eval
     features = pooled.flatten(1)
     per_head = _head_gradients(model, pooled.detach(), heads)  # (n, heads, C)
     n, channels = x.shape[0], features.shape[1]
@@ -143,7 +143,7 @@ def attribute_heads(model: SFCN, volume: np.ndarray, heads: Sequence[int], *,
     """Attributions of several SNPs' scores to one volume, at a cost that does not grow
     with the number of SNPs.
 
-    The heads read out the pooled features ``f`` (``channels[-1]`` numbers), so
+    The heads read out the pooled features ``f`` (``model.n_features`` numbers), so
     ``d score_j / d x = sum_c (d score_j / d f_c) (d f_c / d x)``: the feature Jacobian
     takes one backward pass per feature channel and serves every head; the read-out's
     derivative is closed-form. Integrated Gradients and SmoothGrad apply this at each
@@ -172,7 +172,7 @@ def attribute_heads(model: SFCN, volume: np.ndarray, heads: Sequence[int], *,
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose from {METHODS}")
     heads = [int(h) for h in heads]
-    channels = model.channels[-1]
+    channels = model.n_features
     if strategy == "per-head" or (strategy == "auto" and len(heads) <= channels):
         return np.stack([attribute(model, volume, h, method=method, n_steps=n_steps,
                                    internal_batch_size=internal_batch_size,
@@ -214,7 +214,7 @@ def heads_per_pass(model: SFCN, n_heads: int, n_voxels: int) -> int:
     """How many heads :func:`attribute_heads` should take at once: all of them when they
     are no more than the feature channels (captum per head is then cheaper), else as
     many as :data:`CHAIN_MEMORY` holds maps of ``n_voxels`` (at least 4 x channels)."""
-    channels = model.channels[-1]
+    channels = model.n_features
     if n_heads <= channels:
         return max(n_heads, 1)
     return int(min(n_heads, max(4 * channels, CHAIN_MEMORY // (4 * max(n_voxels, 1)))))

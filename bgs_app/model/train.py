@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader
 
 from bgs_app.model import distributed
 from bgs_app.model.dataset import StoreDataset
-from bgs_app.model.network import DEFAULT_CHANNELS, SFCN, class_probabilities, masked_cross_entropy
+from bgs_app.model.network import (
+    DEFAULT_CHANNELS,
+    SFCN,
+    auto_poolings,
+    class_probabilities,
+    masked_cross_entropy,
+)
 from bgs_app.model.store import TensorStore
 from bgs_app.stats.metrics import genotype_metrics
 from bgs_app.utils.atomic import atomic_path, write_tsv
@@ -33,7 +39,12 @@ LOGGER = logging.getLogger("bgs_app")
 
 @dataclass
 class TrainConfig:
-    """Training settings (recorded in the model bundle)."""
+    """Training settings (recorded in the model bundle).
+
+    ``poolings`` (an int, ``"auto"`` or None: all), ``readout``, ``coord_channels`` and
+    ``norm`` are the network's options (:class:`bgs_app.model.network.SFCN`);
+    ``max_shift`` is the augmentation's largest shift in voxels (None: 3 mm, rounded).
+    """
 
     epochs: int = 30
     batch_size: int = 4
@@ -52,6 +63,11 @@ class TrainConfig:
     device: str = "cpu"
     compile: bool = False
     selection: str = "informative"
+    poolings: int | str | None = None
+    readout: str = "mean"
+    coord_channels: bool = False
+    norm: str = "batch"
+    max_shift: int | None = None
 
 
 #: How the best epoch (and early stopping) is judged.
@@ -107,6 +123,18 @@ def selection_loss(probs: np.ndarray, targets: np.ndarray, prior: np.ndarray,
     if not np.nanmin(gain, initial=0.0) < 0:
         return float(np.nanmean(losses))
     return float(np.nanmean(gain))
+
+
+def build_network(n_snps: int, cfg: TrainConfig, grid_shape: tuple[int, ...]) -> SFCN:
+    """The network ``cfg`` describes on a grid of ``grid_shape`` (``poolings="auto"``
+    keeps a last map of about 5 x 6 x 5, see :func:`~bgs_app.model.network.auto_poolings`)."""
+    poolings = cfg.poolings
+    if poolings == "auto":
+        poolings = auto_poolings(grid_shape, len(cfg.channels) - 1)
+    return SFCN(n_snps, channels=cfg.channels, dropout=cfg.dropout,
+                poolings=None if poolings is None else int(poolings), readout=cfg.readout,
+                coord_channels=cfg.coord_channels, norm=cfg.norm,
+                grid_shape=tuple(int(n) for n in grid_shape))
 
 
 def _lr_factor(epoch: int, cfg: TrainConfig) -> float:
@@ -180,7 +208,7 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = SFCN(len(snps), channels=cfg.channels, dropout=cfg.dropout).to(device)
+    model = build_network(len(snps), cfg, tuple(store.grid["shape"])).to(device)
     # channels_last_3d: 0.71x the CPU training time (DESIGN), and what cuDNN prefers.
     model = model.to(memory_format=torch.channels_last_3d)
     use_bf16 = str(device).startswith("cuda")
@@ -191,7 +219,7 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9,
                               weight_decay=cfg.weight_decay)
     train_set = StoreDataset(store, train_rows, train_dosages, augment=cfg.augment,
-                             seed=cfg.seed)
+                             seed=cfg.seed, max_shift=cfg.max_shift)
     val_set = StoreDataset(store, val_rows, val_dosages)
     weights = _class_weights(np.asarray(train_dosages)) if cfg.class_weighting else None
     prior = genotype_prior(train_dosages)

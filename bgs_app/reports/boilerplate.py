@@ -48,14 +48,15 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             f"p at least {config.hwe:g}, and people with call rate at least "
             f"{1 - config.mind:.2f}, as PLINK does [@plink]. Participants were split into "
             f"{split} (seed {config.seed}). A multi-task SFCN [@sfcn] (3D convolutional "
-            f"blocks of widths {channels}, one three-class genotype head per SNP, masked "
+            f"blocks of widths {channels}{_architecture(config)}, one three-class genotype "
+            f"head per SNP, masked "
             f"cross-entropy over called genotypes) was trained in PyTorch [@pytorch] on the "
             f"{config.resolution:g} mm model-grid images in {template} space (brain-extracted, "
             f"affinely aligned, divided by their mean brain intensity) with AdamW (peak "
             f"learning rate {config.learning_rate:g}, warm-up and cosine decay, batch "
             f"{config.batch_size}, at most {config.epochs} epochs, early stopping after "
             f"{config.patience} epochs without a lower validation loss) and augmentation by "
-            f"small shifts and intensity scaling and gamma, without left-right flips. "
+            f"{_shifts(config)} and intensity scaling and gamma, without left-right flips. "
             f"A participant's brain-genotype score for a SNP is the expected allele count "
             f"predicted from the image, p1 + 2 p2.")
         text.append(
@@ -63,7 +64,13 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             "matter volumes of the Harvard-Oxford regions [@ho] and tissue volumes, divided "
             "by the estimated total intracranial volume, predicted each genotype through a "
             "multinomial L2 logistic regression and gradient boosting (scikit-learn "
-            "[@sklearn]; hyper-parameters by inner cross-validation).")
+            "[@sklearn]; hyper-parameters by inner cross-validation)."
+            + ("" if config.no_voxel_baseline else
+               " A voxel-ridge baseline, fitted on the same split, predicted each genotype "
+               "from every brain voxel of the model-grid images (block-averaged to about "
+               "4 mm, standardised) through a multinomial L2 logistic regression, its "
+               "penalty chosen by inner cross-validation (fitted exactly on the training "
+               "images' principal-component scores)."))
     else:
         text.append(f"Brain-genotype scores were computed with the released model "
                     f"{config.model.name} on {config.resolution:g} mm model-grid images in "
@@ -131,3 +138,28 @@ def write_group_boilerplate(config: Config, template: str, group_dir: Path) -> P
     text = group_boilerplate(config, template, group_dir)
     write_text(Path(group_dir) / "CITATION.bib", bibtex(cited(text)))
     return write_text(Path(group_dir) / "CITATION.md", text)
+
+
+def _architecture(config) -> str:
+    """The network options that differ from SFCN's, as a clause of the methods text."""
+    parts = []
+    if config.poolings == "auto":
+        parts.append("max-pooling in as many blocks as keep a last feature map of at "
+                     "least 5 voxels per axis")
+    elif config.poolings != "all":
+        parts.append(f"max-pooling in the first {config.poolings} blocks")
+    parts.append("a linear read-out of the whole last feature map" if config.readout ==
+                 "flatten" else "global average pooling")
+    if config.coord_channels:
+        parts.append("three input channels of voxel coordinates")
+    parts.append("GroupNorm (8 groups)" if config.norm == "group" else "batch normalisation")
+    return "; " + ", ".join(parts)
+
+
+def _shifts(config) -> str:
+    """The augmentation's shifts, as the methods text says them."""
+    if config.max_shift is None:
+        return "shifts of up to 3 mm (in whole voxels)"
+    if config.max_shift == 0:
+        return "no shifts"
+    return f"shifts of up to {config.max_shift} voxel(s)"

@@ -137,7 +137,7 @@ def _families(table: pd.DataFrame) -> pd.Series:
     cnn = table["source"] == "cnn"
     family[cnn & validated & (table["test"] == "reduced_form")] = "genetic"
     family[cnn & validated & (table["test"] == "score")] = "score"
-    baseline = table["source"].astype(str).str.startswith("idp-")
+    baseline = ~table["source"].isin(["cnn", "genotype"])
     family[baseline & validated & (table["test"] == "score")] = table["source"]
     family[(table["source"] == "genotype") & (table["test"] == "reduced_form")] = "genotype"
     return family

@@ -10,7 +10,8 @@ from bgs_app.utils.tables import write_table
 
 ASSOCIATION_COLUMNS = {
     "source": "Where the predictor comes from: cnn (brain-genotype score), idp-<model> "
-              "(IDP-baseline score) or genotype (the dosage)",
+              "(IDP-baseline score), voxel-ridge (ridge logistic regression on the "
+              "model-grid voxels) or genotype (the dosage)",
     "snp": "SNP the row belongs to (its score's, or its own)",
     "counted_allele": "The allele whose copies dosages and scores count (PLINK A1)",
     "other_allele": "The SNP's other allele (PLINK A2)",
@@ -28,7 +29,8 @@ ASSOCIATION_COLUMNS = {
             "covariates (the association of the score's non-genetic part, standardised)",
     "family": "The family the row is corrected in: genetic (reduced forms of the gated CNN "
               "SNPs: the primary family), score (score tests of the gated CNN scores), "
-              "idp-<model> (score tests of a baseline's gated scores), genotype (reduced "
+              "idp-<model> or voxel-ridge (score tests of a baseline's gated scores), "
+              "genotype (reduced "
               "forms of every SNP); empty for rows that support a claim without being one",
     "n": "Participants in this test (sessions averaged, not counted as people)",
     "beta": "The coefficient: standardised (outcome and predictor z-scored within the "
@@ -118,6 +120,11 @@ def write_by_ancestry(table: pd.DataFrame, group_dir: Path, kind: str,
         table = table.assign(validated=table["validated"].map(
             lambda v: "true" if str(v).lower() == "true" else "false"))
     return write_table(table, Path(group_dir) / f"{kind}_by_ancestry.tsv", columns, extra)
+
+
+def write_voxel_scores(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
+    """``group/voxel_scores.tsv`` (the voxel-ridge baseline's scores) and its sidecar."""
+    return write_table(table, Path(group_dir) / "voxel_scores.tsv", SCORE_COLUMNS, extra)
 
 
 def write_idp_scores(table: pd.DataFrame, group_dir: Path, extra: dict | None = None):
