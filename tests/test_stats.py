@@ -407,3 +407,49 @@ def test_gate_judges_the_pc_adjusted_correlation():
     assert validated_scores(perf)["cnn"] == {"real"}
     assert validated_scores(perf.drop(columns=["r_dosage_pcs", "p_r_dosage_pcs"]))[
         "cnn"] == {"ancestry", "real"}
+
+
+def test_voxel_ridge_finds_a_voxel_pattern_and_equals_ridge_on_the_voxels():
+    """A genotype that changes a few voxels is found by the voxel-ridge baseline, a null
+    is not; and fitting on the training images' component scores is the same model as
+    an L2 logistic regression on every (standardised) voxel."""
+    from sklearn.linear_model import LogisticRegression
+
+    from bgs_app.stats import voxel_baseline as vb
+
+    rng = np.random.default_rng(4)
+    n, p = 300, 2000
+    idx = pd.Index([f"sub-{i:03d}" for i in range(n)], name="participant_id")
+    dos = pd.DataFrame({"causal": rng.binomial(2, 0.4, n), "null": rng.binomial(2, 0.4, n)},
+                       index=idx).astype(float)
+    x = rng.normal(1.0, 0.1, (n, p))
+    x[:, :40] += 0.05 * dos[["causal"]].to_numpy()  # a weak effect in 40 voxels
+    split = pd.Series(np.where(np.arange(n) < 220, "train", "test"), index=idx)
+    scores, perf = vb.fit_voxel_baseline(pd.DataFrame(x, index=idx), dos, split, seed=0)
+    perf = perf.set_index("snp")
+    assert (perf["model"] == "voxel-ridge").all()
+    assert perf.loc["causal", "r_dosage"] > 0.4 and perf.loc["causal", "p_r_dosage"] < 1e-4
+    assert perf.loc["null", "p_r_dosage"] > 1e-3
+    assert set(scores["split"]) == {"test"} and len(scores) == 2 * 80
+    # The component-score fit against the direct fit on the voxels (one penalty).
+    fit = split.to_numpy() == "train"
+    project = vb._projection(x[fit])
+    y = dos["causal"].to_numpy().astype(int)[fit]
+    via_pcs = LogisticRegression(C=10.0, max_iter=10000, tol=1e-10).fit(project(x[fit]), y)
+    mean, sd = x[fit].mean(0), x[fit].std(0)
+    direct = LogisticRegression(C=10.0, max_iter=10000, tol=1e-10).fit(
+        (x[fit] - mean) / sd / np.sqrt(p), y)
+    np.testing.assert_allclose(via_pcs.predict_proba(project(x[~fit])),
+                               direct.predict_proba((x[~fit] - mean) / sd / np.sqrt(p)),
+                               atol=1e-4)
+
+
+def test_voxel_features_average_to_about_4mm_and_keep_brain_voxels():
+    from bgs_app.stats.voxel_baseline import voxel_features
+
+    volumes = np.zeros((3, 8, 8, 8), np.float32)
+    volumes[:, 2:6, 2:6, 2:6] = 1.0
+    volumes[1, 2:4, 2:4, 2:4] = 3.0
+    feats = voxel_features(volumes, 2.0)  # 2 mm: 2^3 blocks, a 4^3 grid
+    assert feats.shape == (3, 8)  # the eight blocks that touch the brain
+    assert feats[1].max() == pytest.approx(3.0) and feats[0].max() == pytest.approx(1.0)
