@@ -118,6 +118,7 @@ class Config:
     max_shift: int | None = None
     no_saliency: bool = False
     no_voxel_baseline: bool = False
+    voxelwise_test: bool = False
     torch_compile: bool = False
     work_dir: Path | None = None
     config_file: Path | None = None

@@ -32,7 +32,7 @@ def KINSHIP(site):  # noqa: N802 - reads as the option list it returns
 
 TRAIN = ["--cv-folds", "3", "--epochs", "3", "--batch-size", "6", "--channels", "4", "8",
          "8", "8", "8", "4", "--saliency-method", "gradient", "--saliency-by-genotype",
-         "--covariates", "age", "sex", "site"]
+         "--covariates", "age", "sex", "site", "--voxelwise-test"]
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +88,7 @@ def test_every_stage_succeeds(group_run):
 def test_train_outputs_exist_and_describe_themselves(group_run):
     group = group_run["out1"] / "group"
     for name in ("split", "scores", "performance", "associations", "idp_scores",
-                 "genotype_qc", "subjects"):
+                 "voxel_scores", "voxelwise", "genotype_qc", "subjects"):
         assert (group / f"{name}.tsv").is_file(), name
         sidecar = json.loads((group / f"{name}.json").read_text())
         columns = pd.read_csv(group / f"{name}.tsv", sep="\t", nrows=0).columns
@@ -124,9 +124,19 @@ def test_train_outputs_exist_and_describe_themselves(group_run):
     assert (group / "saliency" / "snp-sim01_desc-regions_genotypecorr.tsv").is_file()
     assert "genotype correlation" in (group / "report.html").read_text().lower()
     perf = pd.read_csv(group / "performance.tsv", sep="\t")
-    assert {"cnn", "idp-logreg", "idp-gbm"} <= set(perf["model"])
+    assert {"cnn", "idp-logreg", "idp-gbm", "voxel-ridge"} <= set(perf["model"])
     assoc = pd.read_csv(group / "associations.tsv", sep="\t")
-    assert set(assoc["source"]) == {"cnn", "idp-logreg", "idp-gbm", "genotype"}
+    assert set(assoc["source"]) == {"cnn", "idp-logreg", "idp-gbm", "voxel-ridge",
+                                    "genotype"}
+    # The voxelwise test: one row and two maps per SNP, on every held-out participant.
+    voxelwise = pd.read_csv(group / "voxelwise.tsv", sep="\t")
+    assert len(voxelwise) == len(scores["snp"].unique())
+    assert voxelwise["n"].between(20, len(split)).all()
+    assert (voxelwise["threshold_t"] > 2).all()
+    tmap = nb.load(group / "voxelwise" / "snp-sim01_stat-t_statmap.nii.gz")
+    assert tmap.header.get_zooms()[:3] == (4.0, 4.0, 4.0)
+    first = voxelwise.set_index("snp").loc["sim01", "max_abs_t"]
+    assert np.abs(tmap.get_fdata()).max() == pytest.approx(first, rel=1e-4)
     # Every planted SNP -> measure link has its row for every source.
     planted = {(d["snp"], m) for m, spec in truth["measures"].items()
                for d in spec["drivers"]}

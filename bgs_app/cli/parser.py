@@ -313,6 +313,10 @@ def get_parser() -> argparse.ArgumentParser:
                          action="store_true",
                          help="skip the voxel-ridge baseline (ridge logistic regression on "
                               "the model-grid voxels, on the CNN's split)")
+    g_model.add_argument("--voxelwise-test", dest="voxelwise_test", action="store_true",
+                         help="also run the voxelwise genotype test on the held-out images "
+                              "(image ~ dosage + covariates at every voxel, permutation "
+                              "family-wise error control; seconds to minutes per SNP)")
     g_model.add_argument("--torch-compile", dest="torch_compile", action="store_true",
                          help="compile the network with torch.compile (GPUs; slower to "
                               "start, faster per step)")

@@ -16,7 +16,8 @@ Each stage is a module named after what it writes under ``OUT_DIR/group/``:
    (``scores.tsv``) and the CNN's held-out performance
 6. :mod:`~bgs_app.group.saliency`: group maps per SNP (``saliency/``)
 7. :mod:`~bgs_app.group.baseline`: the IDP baseline on the same split (``idp_scores.tsv``),
-   and :mod:`~bgs_app.group.voxel_baseline`: the voxel-ridge one (``voxel_scores.tsv``)
+   :mod:`~bgs_app.group.voxel_baseline`: the voxel-ridge one (``voxel_scores.tsv``), and
+   :mod:`~bgs_app.group.voxelwise`: the voxelwise genotype test (``voxelwise.tsv``)
 8. :mod:`~bgs_app.group.associations`: ``performance.tsv`` and ``associations.tsv``,
    and :mod:`~bgs_app.group.sumstats`: ``sumstats/<measure>.tsv`` (plink2 --glm columns)
 9. :mod:`~bgs_app.group.report`: ``report.html`` and ``CITATION.md``
@@ -109,6 +110,7 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.group.split import make_study_split
     from bgs_app.group.training import build_store, train_models
     from bgs_app.group.voxel_baseline import voxel_baseline
+    from bgs_app.group.voxelwise import voxelwise_maps
 
     genotypes = load_study_genotypes(context, inputs.participants, write=context.is_main,
                                      excluded=inputs.excluded)
@@ -133,6 +135,8 @@ def train_and_score(context: RunContext, inputs) -> None:
         return
     idp_scores = idp_baseline(context, images, dosages, split)
     voxel_scores = voxel_baseline(context, store, images, dosages, split)
+    voxelwise_maps(context, inputs, store, images, dosages, split,
+                   tested=genotypes.snp_qc[["snp", "chrom", "pos"]])
     baselines = [s for s in (idp_scores, voxel_scores) if s is not None and len(s)]
     associate_scores(context, inputs, dosages,
                      pd.concat(baselines, ignore_index=True) if baselines else None,

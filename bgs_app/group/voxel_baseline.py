@@ -15,6 +15,15 @@ from bgs_app.group.stage import performance_part, stage
 LOGGER = logging.getLogger("bgs_app")
 
 
+def participant_volumes(store, images: pd.DataFrame, participants: list[str]) -> np.ndarray:
+    """(participants, X, Y, Z): each participant's model-grid image from the store, its
+    sessions averaged (as the IDP baseline averages their tables)."""
+    ids = images["participant_id"].to_numpy()
+    return np.stack([np.mean([np.asarray(store[int(r)], np.float32)
+                              for r in np.flatnonzero(ids == p)], axis=0)
+                     for p in participants])
+
+
 def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
                    split: pd.Series) -> pd.DataFrame | None:
     """Fit the baseline (skipped when current, or with ``--no-voxel-baseline``); return
@@ -56,10 +65,7 @@ def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd
         LOGGER.info("Voxel-ridge baseline is current; skipped")
         return pd.read_csv(out / "voxel_scores.tsv", sep="\t", na_values="n/a")
     participants = list(dict.fromkeys(images["participant_id"]))
-    rows = {p: np.flatnonzero(images["participant_id"].to_numpy() == p) for p in participants}
-    # Sessions averaged, as the IDP baseline averages their tables.
-    volumes = np.stack([np.mean([np.asarray(store[int(r)], np.float32) for r in rows[p]],
-                                axis=0) for p in participants])
+    volumes = participant_volumes(store, images, participants)
     spacing = float(np.abs(np.asarray(store.grid["affine"])[:3, :3]).max())
     features = pd.DataFrame(voxel_features(volumes, spacing), index=participants)
     del volumes

@@ -70,7 +70,12 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                "from every brain voxel of the model-grid images (block-averaged to about "
                "4 mm, standardised) through a multinomial L2 logistic regression, its "
                "penalty chosen by inner cross-validation (fitted exactly on the training "
-               "images' principal-component scores)."))
+               "images' principal-component scores).")
+            + ("" if not config.voxelwise_test else
+               " A mass-univariate voxelwise test regressed the held-out participants' "
+               "images (block-averaged to about 4 mm) on each dosage and the covariates at "
+               "every brain voxel, with family-wise error control by 1000 Freedman-Lane "
+               "permutations (max-t; nilearn's permuted_ols [@nilearn])."))
     else:
         text.append(f"Brain-genotype scores were computed with the released model "
                     f"{config.model.name} on {config.resolution:g} mm model-grid images in "

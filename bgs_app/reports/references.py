@@ -128,6 +128,12 @@ WORKS: dict[str, dict[str, str]] = {
                 "journal": "Journal of Machine Learning Research", "volume": "12",
                 "pages": "2825--2830", "year": "2011",
                 "short": "Pedregosa F et al. (2011). Scikit-learn. JMLR 12:2825-2830."},
+    "nilearn": {"type": "article", "author": "Abraham, Alexandre and others",
+                "title": "Machine learning for neuroimaging with scikit-learn",
+                "journal": "Frontiers in Neuroinformatics", "volume": "8", "pages": "14",
+                "year": "2014", "doi": "10.3389/fninf.2014.00014",
+                "short": "Abraham A et al. (2014). Machine learning for neuroimaging with "
+                         "scikit-learn. Front Neuroinform 8:14."},
     "ho": {"type": "article", "author": "Desikan, Rahul S. and others",
            "title": "An automated labeling system for subdividing the human cerebral cortex "
                     "on MRI scans into gyral based regions of interest",

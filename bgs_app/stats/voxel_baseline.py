@@ -46,7 +46,8 @@ def block_average(volume: np.ndarray, factor: int) -> np.ndarray:
     return cut.reshape(shape[0], factor, shape[1], factor, shape[2], factor).mean((1, 3, 5))
 
 
-def voxel_features(volumes: np.ndarray, resolution: float) -> np.ndarray:
+def brain_voxels(volumes: np.ndarray, resolution: float
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Participants x brain voxels: images block-averaged to about :data:`VOXEL_MM`,
     keeping the voxels that are inside the brain in any image.
 
@@ -56,11 +57,25 @@ def voxel_features(volumes: np.ndarray, resolution: float) -> np.ndarray:
         (participants, X, Y, Z) model-grid images (zero outside the brain).
     resolution : float
         The grid's voxel size in mm.
+
+    Returns
+    -------
+    features : numpy.ndarray
+        (participants, voxels) float32.
+    mask : numpy.ndarray
+        The kept voxels on the block-averaged grid (bool).
+    factor : int
+        The block size (the averaged grid's affine is the model grid's scaled by it).
     """
     factor = max(1, int(round(VOXEL_MM / float(resolution))))
     reduced = np.stack([block_average(np.asarray(v, np.float32), factor) for v in volumes])
-    flat = reduced.reshape(len(reduced), -1)
-    return flat[:, (flat != 0).any(axis=0)]
+    mask = (reduced != 0).any(axis=0)
+    return reduced[:, mask], mask, factor
+
+
+def voxel_features(volumes: np.ndarray, resolution: float) -> np.ndarray:
+    """The features of :func:`brain_voxels` alone."""
+    return brain_voxels(volumes, resolution)[0]
 
 
 def _projection(x_fit: np.ndarray):
