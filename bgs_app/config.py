@@ -172,10 +172,13 @@ class Config:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not "
                                  f"{values[name]!r}")
         poolings = str(values.get("poolings", "all"))
+        blocks = len(values.get("channels") or cls.channels) - 1
         if poolings not in ("all", "auto") and not (poolings.isdigit()
-                                                    and int(poolings) <= 5):
+                                                    and int(poolings) <= blocks):
             raise UsageError(f"poolings must be all, auto or a number of pooled blocks "
-                             f"(0-5), not {poolings!r}")
+                             f"(0-{blocks}, the 3^3 blocks of --channels), not {poolings!r}")
+        if values.get("max_shift") is not None and int(values["max_shift"]) < 0:
+            raise UsageError("max_shift must be 0 or more voxels")
         values["poolings"] = poolings
         if values.get("skull_strip_method") == "deepbet":
             import importlib.util

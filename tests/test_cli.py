@@ -68,6 +68,11 @@ def test_unknown_level_and_usage_errors(tmp_path, capsys):
     assert "usage: bgs_app" in err and "Traceback" not in err
     assert main([str(tmp_path), str(tmp_path / "o"), "group", "--nprocs", "zero"]) == 64
     assert main([str(tmp_path), str(tmp_path / "o"), "group", "--resolution", "5"]) == 64
+    capsys.readouterr()
+    assert main([str(tmp_path), str(tmp_path / "o"), "group", "--poolings", "6"]) == 64
+    assert "poolings must be all, auto or a number" in capsys.readouterr().err
+    assert main([str(tmp_path), str(tmp_path / "o"), "group", "--max-shift", "-1"]) == 64
+    assert main([str(tmp_path), str(tmp_path / "o"), "group", "--readout", "max"]) == 64
 
 
 def test_config_file_precedence_toml_and_yaml(tmp_path):
