@@ -1,15 +1,17 @@
 """Architecture ablation: which network options make the CNN learn each kind of effect,
 judged against the IDP, voxel-ridge baselines on the same split.
 
-Usage: python benchmarks/architecture.py [--seeds 1 2 3] [--n 400] [--effect-size 80]
-       [--epochs 40] [--configs base auto ...] [--out FILE] [--keep DIR]
+Usage: python benchmarks/architecture.py [--seeds 1 2 3] [--n 400]
+       [--effect-size 80 80 40 40] [--epochs 40] [--configs base auto ...] [--out FILE]
+       [--keep DIR]
 
-Per seed, ``bgs-simulate`` writes a study at 4 mm with 12 SNPs, four causal (80 %
-volume change per allele), one of each effect kind: ``atlas`` (the volume of the left
-hippocampus), ``blobs`` (three Gaussian blobs), ``shape`` (a boundary of the right
-thalamus moves at constant volume) and ``pattern`` (alternating expansion and
-contraction inside the left putamen, 12 mm period). The model-grid images come from
-the true transforms and the IDP tables are the true regional volumes
+Per seed, ``bgs-simulate`` writes a study at 4 mm with 12 SNPs, four causal, one of each
+effect kind: ``atlas`` (the volume of the left hippocampus, 80 % per allele), ``blobs``
+(three Gaussian blobs, 80 %), ``shape`` (a boundary of the right thalamus moves at
+constant volume) and ``pattern`` (alternating expansion and contraction inside the left
+putamen, 12 mm period), both 40 % per allele at their peak (80 % at two copies: beyond
+that a contraction would fold, and the region's volume could not stay constant). The
+model-grid images come from the true transforms and the IDP tables are the true regional volumes
 (``truth_model_grid(..., idps=True)``): the IDP baseline is what a perfect nonlinear
 registration and segmentation give, an upper bound of the participant level's. The
 group level then trains once per configuration on the same images and split:
@@ -80,7 +82,8 @@ def one_seed(base: Path, seed: int, args: argparse.Namespace, configs: list[str]
 
     study, log = base / "study", base / "log.txt"
     _run([*SIMULATE, str(study), "--n-subjects", str(args.n), "--seed", str(seed),
-          "--resolution", "4", "--n-causal", "4", "--effect-size", str(args.effect_size),
+          "--resolution", "4", "--n-causal", "4", "--effect-size",
+          *map(str, args.effect_size),
           "--effect-kinds", *KINDS, "--nprocs", "2", "--quiet"], log)
     truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
     kind_of = {s["snp"]: s.get("effect_kind", "null") if s["causal"] else "null"
@@ -171,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--n", type=int, default=400)
-    parser.add_argument("--effect-size", type=float, default=80.0)
+    parser.add_argument("--effect-size", type=float, nargs=4,
+                        default=[80.0, 80.0, 40.0, 40.0], metavar="PERCENT",
+                        help="per allele, for atlas, blobs, shape, pattern")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--channels", type=int, nargs=6, default=[8, 16, 32, 32, 32, 16])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))

@@ -113,7 +113,10 @@ class SimulationParams:
         ``shape_region`` moves while its volume stays: expansion on one side, contraction
         on the other) or ``pattern`` (expansion and contraction alternating every half
         ``pattern_wavelength`` inside ``pattern_region``, at zero net volume: finer than
-        the atlas). None: the first causal SNP atlas-aligned, the others blobs.
+        the atlas). None: the first causal SNP atlas-aligned, the others blobs. The two
+        zero-volume kinds keep the grey matter of their region's IDP label unchanged at
+        one and at two copies (each count has its own displacement); up to about 40 %
+        per allele, their true IDPs do not move (beyond, contractions fold).
     shape_region, pattern_region : str
         Harvard-Oxford regions of the shape and fine-pattern effects.
     pattern_wavelength : float
@@ -215,12 +218,23 @@ def _region_weight(name: str, grid) -> np.ndarray:
     return region / max(float(region.max()), 1e-6)
 
 
-def _zero_volume_pattern(rng, name: str, grid, kind: str, wavelength: float):
-    """A volume-change pattern inside a region whose integral over the region is zero:
-    a dipole along a random direction (``shape``: one side expands, the other
-    contracts, so the boundary moves) or a plane wave of ``wavelength`` mm (``pattern``).
-    Peak magnitude 1; returns the pattern and its description."""
-    weight = _region_weight(name, grid)
+def _zero_volume_pattern(rng, name: str, grid, kind: str, wavelength: float, size: float,
+                         gm: np.ndarray, label: np.ndarray):
+    """A volume-change pattern that leaves the region's grey-matter volume unchanged:
+    a dipole along a random direction (``shape``: one side expands, the other contracts,
+    so the boundary moves) or a plane wave of ``wavelength`` mm (``pattern``), confined
+    to the region's IDP label (the participant level's atlas), peak magnitude ``size``.
+
+    The region's grey-matter-weighted volume change is zero for one allele, in the true
+    (nonlinear) volume change, not only to first order: at large effects ``1/det - 1``
+    is not the pattern, and a zero-mean pattern would still change the region's volume.
+    Returns the pattern and its description.
+    """
+    from scipy import ndimage
+
+    inside = label.astype(np.float32)
+    weight = ndimage.gaussian_filter(inside, 0.75) * inside  # zero outside the label
+    weight /= max(float(weight.max()), 1e-6)
     x, y, z = grid.world()
     total = float(weight.sum())
     centre = [float((weight * c).sum() / total) for c in (x, y, z)]
@@ -237,9 +251,13 @@ def _zero_volume_pattern(rng, name: str, grid, kind: str, wavelength: float):
         desc = {"wavelength_mm": float(wavelength), "phase": round(phase, 4)}
     desc = {"centre_mm": [round(c, 2) for c in centre],
             "direction": [round(float(d), 4) for d in direction], **desc}
+    tissue = gm * inside
     pattern = weight * wave
-    pattern -= weight * float(pattern.sum() / total)  # zero net volume change
-    pattern /= max(float(np.abs(pattern).max()), 1e-6)
+    pattern -= weight * float((tissue * pattern).sum() / (tissue * weight).sum())
+    pattern *= size / max(float(np.abs(pattern).max()), 1e-6)
+    for _ in range(4):  # the true volume change of one allele: its region mean to zero
+        change = deform.volume_change(deform.displacement_from_pattern(pattern))
+        pattern -= weight * float((tissue * change).sum() / (tissue * weight).sum())
     return pattern.astype(np.float32), {"type": kind, "atlas": _ATLAS, "region": name, **desc}
 
 
@@ -248,6 +266,7 @@ def _design_effects(rng, causal, params, grid, head):
     designs = {}
     lobes = list(deform.LOBE_CENTRES)
     kinds = effect_kinds(params, len(causal))
+    atlas = gm = None
     for position, snp in enumerate(causal):
         sign = 1.0 if position % 2 == 0 else -1.0
         size = effect_sizes(params, len(causal))[position]
@@ -257,17 +276,30 @@ def _design_effects(rng, causal, params, grid, head):
             desc = {"type": "atlas", "atlas": _ATLAS, "region": params.atlas_region}
         elif kind in ("shape", "pattern"):
             region = params.shape_region if kind == "shape" else params.pattern_region
+            if atlas is None:
+                atlas = _idp_atlas(grid)
+                gm = _field_grid_volume(head.gm, head.template_affine, grid)
+            if region not in atlas[1]:
+                raise ValueError(f"unknown Harvard-Oxford region {region!r}")
             # Their own stream: a study without these kinds is the same as before.
-            kind_rng = np.random.default_rng([params.seed, 4242, position])
-            pattern, desc = _zero_volume_pattern(kind_rng, region, grid, kind,
-                                                 params.pattern_wavelength)
-            pattern = sign * size * pattern
+            label = atlas[0] == atlas[1].index(region) + 1
+            # Each allele count has its own displacement, volume-neutral in the region
+            # for that count (a multiple of one allele's would not be at large effects).
+            by_dosage = {}
+            for copies in (1, 2):
+                kind_rng = np.random.default_rng([params.seed, 4242, position])
+                by_dosage[copies], desc = _zero_volume_pattern(
+                    kind_rng, region, grid, kind, params.pattern_wavelength,
+                    copies * sign * size, gm, label)
+            pattern = by_dosage[1]
             designs[snp] = {
                 "pattern": pattern, "sign": sign, "size": size, "kind": kind,
                 "displacement": deform.displacement_from_pattern(pattern),
                 # Where it acts; the realised anatomy is the amount of the pattern.
                 "region": np.abs(pattern) >= 0.25 * size,
                 "weight": np.sign(pattern), "description": desc,
+                "by_dosage": {k: deform.displacement_from_pattern(v)
+                              for k, v in by_dosage.items()},
             }
             continue
         else:
@@ -352,6 +384,21 @@ def _ancestry_designs(params: SimulationParams, grid) -> list[dict]:
     return designs
 
 
+def _genetic_displacement(design: dict, dosage: float) -> np.ndarray:
+    """A causal SNP's displacement at ``dosage`` copies: the per-allele displacement
+    times the dosage, or (zero-volume effects) the one made for that count, linearly
+    interpolated between counts."""
+    by_dosage = design.get("by_dosage")
+    if by_dosage is None:
+        return dosage * design["displacement"]
+    dosage = float(np.clip(dosage, 0.0, 2.0))
+    low = int(np.floor(dosage))
+    high = min(low + 1, 2)
+    at = {0: 0.0 * design["displacement"], **by_dosage}
+    return (high - dosage) * at[low] + (dosage - low) * at[high] if high != low \
+        else at[low]
+
+
 def _simulate_subject(task: dict) -> dict:
     """Write one participant's images and truth; return its realised causal anatomy."""
     import torch
@@ -379,7 +426,7 @@ def _simulate_subject(task: dict) -> dict:
         # reach cognition through it, and the study would not be a null for the SNPs.
         nongenetic = field + task["confound"] * confound["displacement"]
     for snp, design in _SHARED["designs"].items():
-        field += task["dosage"][snp] * design["displacement"]
+        field += _genetic_displacement(design, task["dosage"][snp])
     if confound is not None:
         field += task["confound"] * confound["displacement"]
     change = -deform.divergence(field)
