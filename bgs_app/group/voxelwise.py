@@ -24,7 +24,8 @@ MAX_VOXELWISE_SNPS = 64
 COLUMNS = {
     "snp": "SNP",
     "n": "Held-out participants in the test (sessions averaged)",
-    "voxels": "Brain voxels tested (block-averaged grid)",
+    "voxels": "Brain voxels tested (block-averaged grid; inside the brain of at least 90 % "
+              "of the participants)",
     "max_abs_t": "Largest |t| of the dosage over the voxels",
     "threshold_t": {"Description": "The |t| the maximum over the brain exceeds with "
                                    "probability 0.05 under permutation: voxels above it "
@@ -115,7 +116,7 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
         _write_map(-np.log10(np.clip(res["p_fwe"], 1e-300, 1)), mask, affine,
                    maps / f"snp-{snp}_stat-logpfwe_statmap.nii.gz")
         t = res["t"]
-        rows.append({"snp": snp, "n": res["n"], "voxels": int(mask.sum()),
+        rows.append({"snp": snp, "n": res["n"], "voxels": res["tested"],
                      "max_abs_t": float(np.nanmax(np.abs(t))) if np.isfinite(t).any()
                      else np.nan, "threshold_t": res["threshold"],
                      "p_fwe_min": res["p_fwe_min"],

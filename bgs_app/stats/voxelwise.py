@@ -18,6 +18,10 @@ N_PERMUTATIONS = 1000
 #: The family-wise error rate of the written threshold.
 ALPHA = 0.05
 
+#: A voxel is tested when it is inside the brain (non-zero) in this share of the
+#: participants.
+MIN_COVERAGE = 0.9
+
 
 def voxelwise_test(voxels: np.ndarray, dosage: np.ndarray,
                    covariates: pd.DataFrame | None = None, *, n_perm: int = N_PERMUTATIONS,
@@ -44,10 +48,11 @@ def voxelwise_test(voxels: np.ndarray, dosage: np.ndarray,
     Returns
     -------
     dict
-        ``t`` (per voxel), ``p_fwe`` (family-wise corrected, per voxel), ``threshold``
-        (the |t| that the maximum exceeds under the null with probability ``alpha``),
-        ``n`` (participants), ``significant`` (voxels with ``p_fwe < alpha``),
-        ``p_fwe_min``.
+        ``t`` (per voxel; NaN where not tested), ``p_fwe`` (family-wise corrected, per
+        voxel), ``threshold`` (the |t| that the maximum exceeds under the null with
+        probability ``alpha``), ``n`` (participants), ``tested`` (voxels inside the brain
+        of at least :data:`MIN_COVERAGE` of them), ``significant`` (voxels with
+        ``p_fwe < alpha``), ``p_fwe_min``.
     """
     from nilearn.mass_univariate import permuted_ols
 
@@ -62,20 +67,26 @@ def voxelwise_test(voxels: np.ndarray, dosage: np.ndarray,
         confounds = confounds[:, confounds.std(0) > 0] if len(confounds) else confounds
         if confounds.shape[1] == 0:
             confounds = None
-    x = np.ascontiguousarray(np.asarray(voxels, np.float64)[keep])
+    x = np.asarray(voxels, np.float64)[keep]
     d = dosage[keep]
     n_voxels = x.shape[1]
-    empty = {"t": np.full(n_voxels, np.nan), "p_fwe": np.full(n_voxels, np.nan),
-             "threshold": float("nan"), "n": int(keep.sum()), "significant": 0,
-             "p_fwe_min": float("nan")}
-    if keep.sum() < 10 or np.std(d) == 0 or n_voxels == 0:
+    # Voxels at the brain's edge, inside the brain of only some participants, are
+    # mostly zeros: not tested (nor is a constant voxel).
+    tested = ((x != 0).mean(axis=0) >= MIN_COVERAGE) & (x.std(axis=0) > 0) if len(x) \
+        else np.zeros(n_voxels, bool)
+    t, p_fwe = np.full(n_voxels, np.nan), np.full(n_voxels, np.nan)
+    empty = {"t": t, "p_fwe": p_fwe, "threshold": float("nan"), "n": int(keep.sum()),
+             "tested": int(tested.sum()), "significant": 0, "p_fwe_min": float("nan")}
+    if keep.sum() < 10 or np.std(d) == 0 or not tested.any():
         return empty
-    out = permuted_ols(d[:, None], x, confounding_vars=confounds, model_intercept=True,
+    out = permuted_ols(d[:, None], np.ascontiguousarray(x[:, tested]),
+                       confounding_vars=confounds, model_intercept=True,
                        n_perm=int(n_perm), two_sided_test=True, random_state=int(seed),
                        n_jobs=int(n_jobs), verbose=0, output_type="dict")
-    t = np.asarray(out["t"], float).ravel()
-    p_fwe = 10.0 ** -np.asarray(out["logp_max_t"], float).ravel()
+    t[tested] = np.asarray(out["t"], float).ravel()
+    p_fwe[tested] = 10.0 ** -np.asarray(out["logp_max_t"], float).ravel()
     null_max = np.abs(np.asarray(out["h0_max_t"], float).ravel())
     threshold = float(np.quantile(null_max, 1 - alpha)) if null_max.size else float("nan")
     return {"t": t, "p_fwe": p_fwe, "threshold": threshold, "n": int(keep.sum()),
-            "significant": int((p_fwe < alpha).sum()), "p_fwe_min": float(p_fwe.min())}
+            "tested": int(tested.sum()), "significant": int((p_fwe[tested] < alpha).sum()),
+            "p_fwe_min": float(np.nanmin(p_fwe))}
