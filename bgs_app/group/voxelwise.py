@@ -26,8 +26,8 @@ COLUMNS = {
     "n": "Held-out participants in the test (sessions averaged)",
     "voxels": "Brain voxels tested (block-averaged grid; inside the brain of at least 90 % "
               "of the participants)",
-    "max_abs_t": "Largest |t| of the dosage over the voxels",
-    "threshold_t": {"Description": "The |t| the maximum over the brain exceeds with "
+    "max_abs_t": "Largest absolute t of the dosage over the voxels",
+    "threshold_t": {"Description": "The absolute t the maximum over the brain exceeds with "
                                    "probability 0.05 under permutation: voxels above it "
                                    "are significant at 5 % family-wise error"},
     "p_fwe_min": "Smallest family-wise corrected p over the voxels (max-t permutation)",
