@@ -108,6 +108,11 @@ def run_participant_level(config: Config, context: RunContext | None = None) -> 
     from bgs_app.workflows.execute import run_participant_workflow
 
     write_boilerplate(context)  # logs/CITATION.md and .bib, as fMRIPrep writes every run
+    from bgs_app.utils.atomic import remove_stale_temporaries
+
+    stale = remove_stale_temporaries(config.output_dir, {t.subject for t in inputs})
+    if stale:
+        LOGGER.info("Removed %d temporary file(s) left by an interrupted run", len(stale))
 
     failures = {}
     if missing:

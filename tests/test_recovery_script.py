@@ -29,7 +29,8 @@ def test_recovery_script_smoke(tmp_path):
     # two epochs on 48 people may gate none); claims as the report makes them.
     families = set(study["associations"])
     assert "genotype" in families
-    assert all(f in {"genetic", "score", "genotype"} or f.startswith("idp-") for f in families)
+    assert all(f in {"genetic", "score", "genotype", "voxel-ridge"} or f.startswith("idp-")
+               for f in families)
     assert set(study["claims"]) == {"genetic", "anatomical"}
     assert study["planted"] and all(
         0.0 <= s["saliency_auc"] <= 1.0 for s in study["snps"] if s["saliency_auc"] is not None)

@@ -477,3 +477,25 @@ def test_voxelwise_test_finds_planted_voxels_and_controls_family_wise_error():
     false = sum(voxelwise_test(x, rng.binomial(2, 0.4, n).astype(float), covs, n_perm=200,
                                seed=k)["p_fwe_min"] < 0.05 for k in range(40))
     assert st.binom(40, 0.05).sf(false - 1) > 0.001  # not more than nominal (5 %)
+
+
+def test_stale_temporaries_of_the_rerun_participants_are_removed(tmp_path):
+    """A SIGKILLed write leaves a hidden temporary; the rerun of that participant removes
+    it, and leaves final files and other participants' (possibly in-flight) ones alone."""
+    from bgs_app.utils.atomic import atomic_path, remove_stale_temporaries
+
+    anat = tmp_path / "sub-01" / "anat"
+    final = anat / "sub-01_xfm.mat"
+    with atomic_path(final) as tmp:
+        tmp.write_text("done")
+    left = [anat / ".sub-01_desc-brain_mask.abc123.tmp.nii.gz",
+            tmp_path / "logs" / "participant" / ".sub-01.x9.tmp.json"]
+    other = [tmp_path / "sub-02" / "anat" / ".sub-02_xfm.zz.tmp.mat",
+             tmp_path / "logs" / "participant" / ".sub-02.q1.tmp.json"]
+    for path in left + other:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    removed = remove_stale_temporaries(tmp_path, ["01"])
+    assert sorted(removed) == sorted(left)
+    assert final.read_text() == "done" and all(p.exists() for p in other)
+    assert remove_stale_temporaries(tmp_path, ["03"]) == []

@@ -49,6 +49,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, subjects) -> list[Path]:
+    """Delete temporaries that a killed run of these participants left in ``folder``.
+
+    :func:`atomic_path` removes its temporary on every exit it sees, but a process killed
+    with SIGKILL (or by a cluster's out-of-memory killer) leaves it behind. They are hidden
+    files (``.<name>.<random>.tmp<suffixes>``) and never carry a final name; a rerun of the
+    same participants calls this first. Only the participants' own folders and their
+    files in ``logs/`` are searched, so a concurrent run on other participants (an array
+    job writing into the same output folder) keeps its temporaries.
+
+    Parameters
+    ----------
+    folder : path-like
+        The output (derivatives) folder.
+    subjects : iterable of str
+        Participant labels without ``sub-``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    for label in sorted(set(subjects)):
+        prefix = f".sub-{label}"
+        found = [p for p in (folder / f"sub-{label}").rglob(".*.tmp*")]
+        found += [p for p in (folder / "logs").rglob(f"{prefix}[._]*.tmp*")]
+        for path in found:
+            if path.is_file() and path.name.startswith(".") and ".tmp" in path.name:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically and return the path."""
     with atomic_path(path) as tmp:
