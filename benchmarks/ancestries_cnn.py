@@ -1,13 +1,13 @@
 """Two ancestries through the CNN: null SNPs through the gate with and without genetic PCs.
 
 Usage: python benchmarks/ancestries_cnn.py [--seeds 1 ... 20] [--n 200] [--fst 0.1]
-       [--epochs 20] [--out FILE] [--keep DIR]
+       [--ancestry-shape 10] [--epochs 20] [--out FILE] [--keep DIR]
 
 Per seed, ``bgs-simulate`` writes a null study (4 mm, 12 SNPs, none causal) of two
 ancestries (Balding-Nichols, ``--fst``; about a quarter in the second, whose anatomy has
-broad blobs of its own, ``--ancestry-shape`` 10 %) with a 2,000-SNP genome-wide panel in
-the same PLINK files. The group level trains the CNN once on the oracle model-grid
-images (default split, 20 % held out) with ``--genetic-pcs 10 --pca-genotypes`` the
+broad blobs of its own, ``--ancestry-shape``, default 10 % volume change) with a 2,000-SNP
+genome-wide panel in the same PLINK files. The group level trains the CNN once on the oracle
+model-grid images (default split, 20 % held out) with ``--genetic-pcs 10 --pca-genotypes`` the
 study's genotypes (the tested SNPs and 500 kb around them left out). Its
 ``performance.tsv`` has both the plain held-out r and the r given the PCs, so the gate
 (``bgs_app.stats.gate.validated_scores``: r > 0, Bonferroni over the 12 SNPs) is applied to
@@ -49,7 +49,8 @@ def one_seed(base: Path, seed: int, args: argparse.Namespace) -> dict:
     study, log = base / "study", base / "log.txt"
     _run([*SIMULATE, str(study), "--n-subjects", str(args.n), "--seed", str(seed),
           "--resolution", "4", "--n-causal", "0", "--ancestries", "2", "--fst",
-          str(args.fst), "--panel-snps", "2000", "--nprocs", "2", "--quiet"], log)
+          str(args.fst), "--ancestry-shape", str(args.ancestry_shape), "--panel-snps",
+          "2000", "--nprocs", "2", "--quiet"], log)
     truth = json.loads((study / "derivatives/simulation-truth/truth.json").read_text())
     snps = [s["snp"] for s in truth["snps"] if s["qc_failure"] is None]
     (base / "snps.txt").write_text("\n".join(snps) + "\n")
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 21)))
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--fst", type=float, default=0.1)
+    parser.add_argument("--ancestry-shape", type=float, default=10.0, metavar="PERCENT")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep", type=Path)
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     single_plain = sum(s["p_below_0.05_without_pcs"] for s in seeds)
     single_pcs = sum(s["p_below_0.05_with_pcs"] for s in seeds)
     emit({"benchmark": "ancestries_cnn", "machine": machine(), "code": code_version(),
-          "design": {"n": args.n, "ancestries": 2, "fst": args.fst, "null_snps": 12,
+          "design": {"n": args.n, "ancestries": 2, "fst": args.fst,
+                     "ancestry_shape_percent": args.ancestry_shape, "null_snps": 12,
                      "panel_snps": 2000, "genetic_pcs": PCS, "resolution_mm": 4,
                      "epochs": args.epochs, "gate": "held-out r > 0, Bonferroni p < 0.05 "
                      "over the tested SNPs"},
