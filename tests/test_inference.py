@@ -65,6 +65,14 @@ def test_multi_session_phenotypes_run_and_count_participants(sessions_run):
     perf = pd.read_csv(group / "performance.tsv", sep="\t")
     cnn = perf[perf["model"] == "cnn"]
     assert cnn["n_test"].max() <= N  # participants, not images
+    # Cross-fitted: the gate uses the fold-combined p-values, for the CNN and baselines.
+    folds = perf["p_r_dosage_folds"]
+    assert folds.notna().sum() >= len(perf) - 2, perf[folds.isna()]
+    assert folds.dropna().between(0, 1).all()
+    from bgs_app.stats.gate import validated_scores
+
+    gate = json.loads((group / "associations.json").read_text())["ScoreGate"]
+    assert gate["ValidatedScores"] == {k: sorted(v) for k, v in validated_scores(perf).items()}
     assoc = pd.read_csv(group / "associations.tsv", sep="\t", keep_default_na=False,
                         na_values="n/a")
     assert assoc["n"].max() <= N

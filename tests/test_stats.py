@@ -499,3 +499,41 @@ def test_stale_temporaries_of_the_rerun_participants_are_removed(tmp_path):
     assert sorted(removed) == sorted(left)
     assert final.read_text() == "done" and all(p.exists() for p in other)
     assert remove_stale_temporaries(tmp_path, ["03"]) == []
+
+
+def test_cauchy_combination_is_uniform_for_independent_and_equal_for_identical_tests():
+    from bgs_app.stats.metrics import cauchy_combination
+
+    rng = np.random.default_rng(0)
+    combined = np.array([cauchy_combination(rng.uniform(size=5)) for _ in range(4000)])
+    for level in (0.01, 0.05, 0.2):  # independent: exactly uniform (binomial, 4 SE)
+        assert abs((combined < level).mean() - level) < 4 * np.sqrt(level * (1 - level)
+                                                                     / 4000)
+    # Perfectly dependent tests: the combination is the common p-value.
+    for p in (1e-20, 1e-6, 0.03, 0.5, 0.9):
+        assert cauchy_combination(np.full(5, p)) == pytest.approx(p, rel=1e-6)
+    assert np.isnan(cauchy_combination(np.array([np.nan])))
+
+
+def test_fold_gate_ignores_shifts_between_folds_and_finds_real_signal():
+    """Scores whose level differs by fold with the fold's mean dosage (what models
+    trained on overlapping data do) make the pooled r significant; the fold-combined
+    test is not fooled, and still finds a score that predicts within every fold."""
+    from bgs_app.stats.metrics import fold_combined_correlation, score_dosage_correlation
+
+    rng = np.random.default_rng(1)
+    folds = np.repeat(np.arange(5), 60)
+    dosage = rng.binomial(2, 0.3, size=300).astype(float) + 0.6 * folds
+    shifted = 0.5 * folds + rng.normal(size=300)  # between-fold only
+    assert score_dosage_correlation(dosage, shifted)["p_r_dosage"] < 1e-6
+    assert fold_combined_correlation(dosage, shifted, folds) > 0.05
+    real = dosage + rng.normal(scale=1.0, size=300)
+    assert fold_combined_correlation(dosage, real, folds) < 1e-4
+    anti = -real  # negative within every fold: never passes a gate that wants r > 0
+    assert fold_combined_correlation(dosage, anti, folds) == pytest.approx(1.0, abs=1e-3)
+    # Given covariates: the partial correlation within each fold.
+    pcs = rng.normal(size=(300, 2))
+    confounded = pcs[:, 0] + rng.normal(scale=0.3, size=300)
+    dose_pc = rng.binomial(2, 0.3, size=300) + 2 * pcs[:, 0]
+    assert fold_combined_correlation(dose_pc, confounded, folds) < 1e-6
+    assert fold_combined_correlation(dose_pc, confounded, folds, pcs) > 0.01

@@ -69,31 +69,40 @@ def associate_scores(context: RunContext, inputs: GroupInputs,
     perf = [pd.read_csv(p, sep="\t", na_values="n/a") for p in parts if p.is_file()]
     perf_table = pd.concat(perf, ignore_index=True) if perf else None
     names = measures(config)
-    if not names:
-        if perf_table is not None:
-            write_performance(perf_table, out)
-        LOGGER.warning("No cognitive measures (--phenotypes, or phenotype/*.tsv); "
-                       "associations skipped")
-        return
     long = pd.read_csv(out / "scores.tsv", sep="\t", na_values="n/a")
     splits = sorted(s for s in long["split"].unique() if s in ("test", "apply")
                     or s.startswith("fold-"))
     cnn = scores_wide(long, splits)
-    plan = plan_covariates(config, inputs, log=False)  # said when it was checked
-    extra = covariate_frame(context, plan, inputs, list(cnn.index), tested)
-    pheno, covs = load_phenotypes(config.bids_dir, names, plan.table + plan.pc_columns,
-                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra,
-                                  session=config.phenotype_session,
-                                  image_sessions=image_sessions(inputs))
     baselines = {}
     if idp_scores is not None and len(idp_scores):
         for model, rows in idp_scores.groupby("model"):
             baselines[model] = rows.pivot_table(index="participant_id", columns="snp",
                                                 values="score")
     sources = {"cnn": cnn, **baselines}
+    folds = (long.drop_duplicates("participant_id").set_index("participant_id")["split"]
+             .reindex(cnn.index))
+    cross_fitted = perf_table is not None and dosages is not None and bool(
+        folds.astype(str).str.startswith("fold-").all())
+    if not names:
+        if cross_fitted:
+            perf_table = fold_gate(perf_table, sources, dosages, folds, None)
+        if perf_table is not None:
+            write_performance(perf_table, out)
+        LOGGER.warning("No cognitive measures (--phenotypes, or phenotype/*.tsv); "
+                       "associations skipped")
+        return
+    plan = plan_covariates(config, inputs, log=False)  # said when it was checked
+    extra = covariate_frame(context, plan, inputs, list(cnn.index), tested)
+    pheno, covs = load_phenotypes(config.bids_dir, names, plan.table + plan.pc_columns,
+                                  nonlinear_age=config.nonlinear_age, extra_covariates=extra,
+                                  session=config.phenotype_session,
+                                  image_sessions=image_sessions(inputs))
     pcs = pc_columns(plan, covs)
     if perf_table is not None and pcs and dosages is not None:
         perf_table = adjust_performance(perf_table, sources, dosages, covs[pcs])
+    if cross_fitted:
+        perf_table = fold_gate(perf_table, sources, dosages, folds,
+                               covs[pcs] if pcs else None)
     if perf_table is not None:
         write_performance(perf_table, out)
     n_scored = len(cnn)
@@ -193,6 +202,47 @@ def adjust_performance(perf: pd.DataFrame, sources: dict[str, pd.DataFrame],
             pcs.reindex(ids).to_numpy(float)))
     extra = pd.DataFrame(values, index=perf.index)
     return pd.concat([perf, extra], axis=1)
+
+
+def fold_gate(perf: pd.DataFrame, sources: dict[str, pd.DataFrame], dosages: pd.DataFrame,
+              folds: pd.Series, pcs: pd.DataFrame | None) -> pd.DataFrame:
+    """``performance.tsv`` with the gate's p-values for cross-fitted scores:
+    ``p_r_dosage_folds`` (and ``p_r_dosage_pcs_folds`` with genetic PCs), the per-fold
+    correlation tests combined (:func:`bgs_app.stats.metrics.fold_combined_correlation`).
+
+    Parameters
+    ----------
+    perf : pandas.DataFrame
+        Performance rows (``model``, ``snp``).
+    sources : dict
+        ``{model: participants x SNPs scores}``.
+    dosages : pandas.DataFrame
+        Participants x SNPs.
+    folds : pandas.Series
+        Participant -> ``fold-<k>`` that scored it (the baselines use the CNN's folds).
+    pcs : pandas.DataFrame, optional
+        Participants x genetic PCs.
+    """
+    from bgs_app.stats.metrics import fold_combined_correlation
+
+    plain, adjusted = [], []
+    for model, snp in zip(perf["model"], perf["snp"], strict=True):
+        scores = sources.get(str(model))
+        if scores is None or snp not in scores.columns or snp not in dosages.columns:
+            plain.append(float("nan"))
+            adjusted.append(float("nan"))
+            continue
+        ids = scores.index
+        d, s = dosages[snp].reindex(ids).to_numpy(float), scores[snp].to_numpy(float)
+        f = folds.reindex(ids).astype(str).to_numpy()
+        plain.append(fold_combined_correlation(d, s, f))
+        if pcs is not None:
+            adjusted.append(fold_combined_correlation(d, s, f, pcs.reindex(ids)
+                                                      .to_numpy(float)))
+    perf = perf.assign(p_r_dosage_folds=plain)
+    if pcs is not None:
+        perf = perf.assign(p_r_dosage_pcs_folds=adjusted)
+    return perf
 
 
 def write_ancestry_tables(out, groups: pd.Series, sources: dict, dosages, pheno, covs, cnn,

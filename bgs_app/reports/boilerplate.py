@@ -105,6 +105,10 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             "(positive score-dosage correlation, Bonferroni-corrected over each model's SNPs "
             "at 0.05) were tested: the prediction heads share one network, so a score that "
             "does not predict its genotype carries other anatomy rather than its SNP's. "
+            + ("With cross-fitting, the gate's p-value combined the exact per-fold "
+               "correlation tests (one-sided, by the Cauchy combination [@acat]), because "
+               "the folds' models share training participants. "
+               if config.cv_folds > 1 else "")
             if config.score_gate == "validated" else "Every score was tested. ")
     text.append(
         "Held-out scores were tested for association with each cognitive measure by "

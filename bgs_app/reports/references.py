@@ -97,6 +97,14 @@ WORKS: dict[str, dict[str, str]] = {
            "number": "4", "pages": "1165--1188", "year": "2001",
            "short": "Benjamini Y, Yekutieli D (2001). The control of the false discovery "
                     "rate in multiple testing under dependency. Ann Stat 29:1165-1188."},
+    "acat": {"type": "article", "author": "Liu, Yaowu and Xie, Jun",
+             "title": "Cauchy combination test: a powerful test with analytic p-value "
+                      "calculation under arbitrary dependency structures",
+             "journal": "Journal of the American Statistical Association", "volume": "115",
+             "number": "529", "pages": "393--402", "year": "2020",
+             "short": "Liu Y, Xie J (2020). Cauchy combination test: a powerful test with "
+                      "analytic p-value calculation under arbitrary dependency structures. "
+                      "J Am Stat Assoc 115:393-402."},
     "ar": {"type": "article", "author": "Anderson, T. W. and Rubin, Herman",
            "title": "Estimation of the parameters of a single equation in a complete system "
                     "of stochastic equations",

@@ -28,7 +28,9 @@ def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str
     ----------
     performance : pandas.DataFrame
         Rows of ``performance.tsv`` (``model``, ``snp``, ``r_dosage``, ``p_r_dosage``; the
-        PC-adjusted ``r_dosage_pcs``, ``p_r_dosage_pcs`` are used when present).
+        PC-adjusted ``r_dosage_pcs``, ``p_r_dosage_pcs`` are used when present; with
+        cross-fitting, the fold-combined ``p_r_dosage_folds`` / ``p_r_dosage_pcs_folds``
+        replace the pooled p-values).
     alpha : float
         Family-wise level; a model's SNPs are Bonferroni-corrected among themselves.
 
@@ -38,10 +40,12 @@ def validated_scores(performance: pd.DataFrame, alpha: float = 0.05) -> dict[str
         ``{model: {snp, ...}}`` for every model in ``performance`` (possibly empty sets).
     """
     out: dict[str, set[str]] = {}
-    adjusted = "p_r_dosage_pcs" in performance
+    suffix = "_pcs" if "p_r_dosage_pcs" in performance else ""
+    # Cross-fitted scores: the per-fold tests combined (see fold_combined_correlation).
+    p_column = (f"p_r_dosage{suffix}_folds" if f"p_r_dosage{suffix}_folds" in performance
+                else f"p_r_dosage{suffix}")
     for model, rows in performance.groupby("model"):
-        suffix = "_pcs" if adjusted else ""
-        p = pd.to_numeric(rows[f"p_r_dosage{suffix}"], errors="coerce").to_numpy(float)
+        p = pd.to_numeric(rows[p_column], errors="coerce").to_numpy(float)
         r = pd.to_numeric(rows[f"r_dosage{suffix}"], errors="coerce").to_numpy(float)
         keep = np.isfinite(p) & (r > 0) & (p * len(rows) < alpha)
         out[str(model)] = set(rows["snp"].astype(str)[keep])

@@ -80,6 +80,15 @@ PERFORMANCE_COLUMNS = {
                     "dosage after both are residualised on the PCs (what the score gate "
                     "judges then)",
     "p_r_dosage_pcs": "Two-sided p-value of r_dosage_pcs (t test, n - 2 - k df)",
+    "p_r_dosage_folds": "With cross-fitting (--cv-folds): the p-value the score gate "
+                        "uses instead of p_r_dosage. Each fold's correlation test is "
+                        "exact (its model never saw the fold) but the folds share "
+                        "training data, so the pooled p-value is too small under the "
+                        "null; the folds' one-sided p-values for r > 0 are combined by "
+                        "the Cauchy combination (Liu and Xie 2020), doubled to compare "
+                        "with a two-sided p-value",
+    "p_r_dosage_pcs_folds": "As p_r_dosage_folds, for the correlation given the genetic "
+                            "PCs (residualised within each fold)",
     "first_stage_f": "F statistic of the score on the dosage (r^2 (n - 2) / (1 - r^2), no "
                      "covariates; associations.tsv has the first stage with them): 10 or "
                      "more is a strong instrument",
