@@ -97,6 +97,29 @@ def test_model_grid_image(participant_run):
     assert meta["SkullStripped"] is True and "Resolution" in meta
 
 
+def test_log_jacobian_map_follows_the_true_deformation(participant_run, tmp_path):
+    """The participant level's log-Jacobian map (TBM, from the SyN warp) on the model
+    grid, against the simulation's true one brought onto the same grid (the oracle):
+    same sign convention (positive = larger than the template) and clearly related."""
+    from bgs_app.simulate.oracle import truth_model_grid
+
+    truth = truth_model_grid(participant_run["bids"], tmp_path / "truth", 4.0,
+                             participants=["sub-0001", "sub-0002"])
+    for label in ("0001", "0002"):
+        name = f"sub-{label}_space-MNI152NLin2009aSym_res-4_desc-logjacobian_map"
+        ours = nb.load(participant_run["out"] / f"sub-{label}/anat/{name}.nii.gz")
+        assert np.allclose(ours.affine, model_grid(4.0)[1])
+        meta = json.loads((participant_run["out"] / f"sub-{label}/anat/{name}.json")
+                          .read_text())
+        assert "Log-Jacobian" in meta["Description"] and meta["Sources"]
+        true = nb.load(truth / f"sub-{label}/anat/{name}.nii.gz").get_fdata()
+        both = (ours.get_fdata() != 0) & (true != 0)
+        r = np.corrcoef(ours.get_fdata()[both], true[both])[0, 1]
+        print(label, round(float(r), 3), float(true[both].std()),
+              float(ours.get_fdata()[both].std()))
+        assert r > 0.3, (label, r)
+
+
 def test_idps_are_consistent(participant_run):
     for label in SUBJECTS:
         anat = participant_run["out"] / f"sub-{label}/anat"

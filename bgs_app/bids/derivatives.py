@@ -35,7 +35,7 @@ ENTITY_ALIASES = {
 #: Output files outside the BIDS specification, hidden from the validator (a folder by
 #: its bare name).
 BIDSIGNORE = ("group", "logs", "*_xfm.*", "*_morph.tsv", "*_morph.json", "*_scores.tsv",
-              "*_scores.json", "*snp-*", "*.html", "figures")
+              "*_scores.json", "*snp-*", "*.html", "figures", "*_desc-logjacobian_map.*")
 
 
 def res_label(resolution: float | str) -> str:
@@ -216,6 +216,26 @@ def idps_path(model_t1w: Path) -> Path:
     model_t1w = Path(model_t1w)
     return model_t1w.with_name(derivative_name({**branch_entities_of(model_t1w),
                                                 "desc": "idps"}, "morph", ".tsv"))
+
+
+def logjacobian_path(model_t1w: Path) -> Path:
+    """The log-Jacobian map written beside a model-grid image by the same branch
+    (``..._space-T_res-R_desc-logjacobian_map.nii.gz``): the CNN's alternative input
+    (``--cnn-input logjacobian``), on the same grid."""
+    model_t1w = Path(model_t1w)
+    entities, _, _ = parse_name(model_t1w.name)
+    return model_t1w.with_name(derivative_name({**entities, "desc": "logjacobian"}, "map",
+                                               ".nii.gz"))
+
+
+LOGJACOBIAN_SIDECAR = {
+    "Description": "Log-Jacobian determinant of the nonlinear (SyN) part of the "
+                   "registration to the template, on the model grid: the log of the "
+                   "subject's local volume relative to the template after the affine "
+                   "alignment (tensor-based morphometry; positive = larger). Zero outside "
+                   "the brain mask.",
+    "Units": "log(volume ratio)",
+}
 
 
 # --- the group level's own files -------------------------------------------------------

@@ -108,7 +108,12 @@ def train_and_score(context: RunContext, inputs) -> None:
     from bgs_app.group.saliency import held_out_maps
     from bgs_app.group.scores import score_held_out, write_held_out_scores
     from bgs_app.group.split import make_study_split
-    from bgs_app.group.training import build_store, train_models
+    from bgs_app.group.training import (
+        build_store,
+        has_logjacobian,
+        input_metadata,
+        train_models,
+    )
     from bgs_app.group.voxel_baseline import voxel_baseline
     from bgs_app.group.voxelwise import voxelwise_maps
 
@@ -120,23 +125,33 @@ def train_and_score(context: RunContext, inputs) -> None:
     split = make_study_split(context, kept, relatives.families)
     images = inputs.images[inputs.images["participant_id"].isin(kept)].reset_index(drop=True)
     grid = grid_metadata(inputs.resolution, inputs.template)
-    store = build_store(context, images, grid)
+    kind = context.config.cnn_input
+    cnn_grid = grid if kind == "t1w" else {**grid, **input_metadata(kind)}
+    cnn_store = build_store(context, images, grid, kind)
     soft = genotypes.probabilities if genotypes.dosage_kind != "hard calls" else None
-    models = train_models(context, store, images, dosages, split, alleles, grid,
+    models = train_models(context, cnn_store, images, dosages, split, alleles, cnn_grid,
                           probabilities=soft, families=relatives.families)
     # Under torchrun every rank scores, and computes saliency for, a share of the
     # held-out images; rank 0 writes the tables and maps, and alone runs what follows.
-    probs, scored = score_held_out(context, models, store, images, split)
+    probs, scored = score_held_out(context, models, cnn_store, images, split)
     if context.is_main:
         write_held_out_scores(context, probs, scored, images, dosages, models, alleles)
     if not context.config.no_saliency:
-        held_out_maps(context, models, store, images, dosages, grid)
+        held_out_maps(context, models, cnn_store, images, dosages, cnn_grid)
     if not context.is_main:
         return
+    # The voxel baselines read the T1w images, and the log-Jacobian maps when every
+    # image has one; the voxelwise test reads the maps when there are any (TBM).
+    stores = {"t1w": cnn_store if kind == "t1w" else build_store(context, images, grid)}
+    if kind == "logjacobian":
+        stores["logjacobian"] = cnn_store
+    elif has_logjacobian(images):
+        stores["logjacobian"] = build_store(context, images, grid, "logjacobian")
     idp_scores = idp_baseline(context, images, dosages, split)
-    voxel_scores = voxel_baseline(context, store, images, dosages, split)
-    voxelwise_maps(context, inputs, store, images, dosages, split,
-                   tested=genotypes.snp_qc[["snp", "chrom", "pos"]])
+    voxel_scores = voxel_baseline(context, stores, images, dosages, split)
+    voxelwise_maps(context, inputs, stores.get("logjacobian", stores["t1w"]), images,
+                   dosages, split, tested=genotypes.snp_qc[["snp", "chrom", "pos"]],
+                   kind="logjacobian" if "logjacobian" in stores else "t1w")
     baselines = [s for s in (idp_scores, voxel_scores) if s is not None and len(s)]
     associate_scores(context, inputs, dosages,
                      pd.concat(baselines, ignore_index=True) if baselines else None,

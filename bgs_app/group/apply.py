@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.config import RunContext
-from bgs_app.errors import UsageError
+from bgs_app.errors import BgsError, UsageError
 from bgs_app.group.associations import associate_scores
 from bgs_app.group.genotypes import load_study_genotypes
 from bgs_app.group.inputs import GroupInputs
@@ -47,6 +47,7 @@ def apply_model(context: RunContext, inputs: GroupInputs) -> None:
     from bgs_app.genetics.alleles import align_to_model
     from bgs_app.grid import grid_metadata
     from bgs_app.group.genotypes import study_alleles
+    from bgs_app.group.training import bundle_input, input_paths
     from bgs_app.model.bundle import load_bundle
 
     config = context.config
@@ -54,6 +55,15 @@ def apply_model(context: RunContext, inputs: GroupInputs) -> None:
     model, meta = load_bundle(config.model, expect_grid=grid)
     snps = [s["snp"] for s in meta["snps"]]
     images = inputs.images
+    if bundle_input(meta) == "logjacobian":  # the model reads the log-Jacobian maps
+        paths = input_paths(images, "logjacobian")
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise BgsError(f"the model in {config.model} reads log-Jacobian maps; "
+                           f"{len(missing)} of {len(paths)} image(s) have none "
+                           f"({', '.join(p.name for p in missing[:5])}); run the "
+                           "participant level with --registration syn (the default)")
+        images = images.assign(path=[str(p) for p in paths])
     alleles = model_alleles(meta)
     dosages, flipped, tested = None, [], pd.DataFrame({"snp": snps, "chrom": np.nan,
                                                         "pos": np.nan})

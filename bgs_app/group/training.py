@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bgs_app.config import RunContext
+from bgs_app.errors import BgsError
 from bgs_app.group.stage import stage
 from bgs_app.model import distributed
 
@@ -45,8 +46,49 @@ class TrainedModel:
     meta: dict
 
 
-def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
-    """The tensor store of the model-grid images (built by rank 0, opened by the others).
+#: What the CNN (and the voxel baselines) can read: the participant level's model-grid
+#: T1w, or the log-Jacobian map written beside it.
+INPUTS = ("t1w", "logjacobian")
+
+
+def input_paths(images: pd.DataFrame, kind: str = "t1w") -> list[Path]:
+    """The files of ``kind`` for the rows of ``images`` (model-grid T1w paths)."""
+    from bgs_app.bids.derivatives import logjacobian_path
+
+    if kind not in INPUTS:
+        raise ValueError(f"unknown input {kind!r}; choose from {INPUTS}")
+    paths = [Path(p) for p in images["path"]]
+    return paths if kind == "t1w" else [logjacobian_path(p) for p in paths]
+
+
+def input_metadata(kind: str) -> dict:
+    """What a bundle's ``grid`` records about its input (absent: the T1w)."""
+    if kind == "t1w":
+        return {}
+    return {"Input": kind,
+            "Normalisation": "log-Jacobian determinant of the nonlinear registration "
+                             "(log volume ratio to the template), zero outside the brain"}
+
+
+def bundle_input(meta: dict) -> str:
+    """The input a bundle's network reads (``t1w`` for bundles without the field)."""
+    return str((meta.get("grid") or {}).get("Input", "t1w"))
+
+
+def has_logjacobian(images: pd.DataFrame) -> bool:
+    """Whether every image has its log-Jacobian map (the participant level writes them
+    with ``--registration syn``)."""
+    return len(images) > 0 and all(p.is_file() for p in input_paths(images, "logjacobian"))
+
+
+def build_store(context: RunContext, images: pd.DataFrame, grid: dict, kind: str = "t1w"):
+    """The tensor store of the model-grid images, or of their log-Jacobian maps (built
+    by rank 0, opened by the others).
+
+    Raises
+    ------
+    BgsError
+        ``kind="logjacobian"`` and some images have no map (the message names them).
 
     Returns
     -------
@@ -55,12 +97,21 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict):
     from bgs_app.model.store import StoreItem, TensorStore
     from bgs_app.model.store import build_store as build
 
-    folder = context.group_work / "store"
+    folder = context.group_work / ("store" if kind == "t1w" else f"store-{kind}")
+    paths = input_paths(images, kind)
+    missing = [p for p in paths if not p.is_file()]  # every rank sees the same files
+    if missing:
+        raise BgsError(
+            f"--cnn-input {kind}: {len(missing)} of {len(paths)} image(s) have no "
+            f"log-Jacobian map ({', '.join(p.name for p in missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}); run the participant level with "
+            "--registration syn (the default) with this version, which writes "
+            "*_desc-logjacobian_map.nii.gz beside each model-grid image")
     if not context.is_main:
         distributed.barrier()  # rank 0 builds the store
         return TensorStore(folder)
-    items = [StoreItem(r.participant_id, r.session_id, Path(r.path))
-             for r in images.itertuples()]
+    items = [StoreItem(r.participant_id, r.session_id, path)
+             for r, path in zip(images.itertuples(), paths, strict=True)]
     store = build(items, folder, grid_metadata=grid, nprocs=context.config.nprocs)
     distributed.barrier()
     return store
@@ -115,6 +166,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                                 if config.poolings == "auto" else int(config.poolings)),
                       readout=config.readout, coord_channels=config.coord_channels,
                       norm=config.norm, max_shift=config.max_shift,
+                      intensity_augment=config.cnn_input == "t1w",
                       device=context.device, compile=config.torch_compile,
                       num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
     rows_of: dict[str, list[int]] = {}

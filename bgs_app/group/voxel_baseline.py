@@ -1,6 +1,8 @@
-"""The voxel-ridge baseline (``voxel_scores.tsv``): a ridge logistic regression on the
-model-grid voxels predicts each genotype on the CNN's split, so that the CNN is compared
-with a linear model on the same images and the same held-out participants."""
+"""The voxel-ridge baselines (``voxel_scores.tsv``): a ridge logistic regression on the
+model-grid voxels (``voxel-ridge``), and on the log-Jacobian maps when the participant
+level wrote them (``voxel-ridge-logjac``), predicts each genotype on the CNN's split, so
+that the CNN is compared with a linear model on the same images and the same held-out
+participants."""
 
 from __future__ import annotations
 
@@ -24,16 +26,18 @@ def participant_volumes(store, images: pd.DataFrame, participants: list[str]) ->
                      for p in participants])
 
 
-def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
-                   split: pd.Series) -> pd.DataFrame | None:
-    """Fit the baseline (skipped when current, or with ``--no-voxel-baseline``); return
-    its scores (long) or None.
+def voxel_baseline(context: RunContext, stores: dict, images: pd.DataFrame,
+                   dosages: pd.DataFrame, split: pd.Series) -> pd.DataFrame | None:
+    """Fit the baselines (skipped when current, or with ``--no-voxel-baseline``); return
+    their scores (long) or None.
 
     Parameters
     ----------
     context : RunContext
-    store : bgs_app.model.store.TensorStore
-        Rows in the order of ``images``.
+    stores : dict
+        ``{"t1w": store[, "logjacobian": store]}`` (:class:`bgs_app.model.store.
+        TensorStore`, rows in the order of ``images``): ``voxel-ridge`` is fitted on the
+        T1w images, ``voxel-ridge-logjac`` on the log-Jacobian maps when given.
     images : pandas.DataFrame
         See :class:`bgs_app.group.inputs.GroupInputs`.
     dosages : pandas.DataFrame
@@ -47,7 +51,12 @@ def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd
         The rows of ``voxel_scores.tsv``.
     """
     from bgs_app.stats.tables import write_voxel_scores
-    from bgs_app.stats.voxel_baseline import fit_voxel_baseline, voxel_features
+    from bgs_app.stats.voxel_baseline import (
+        MODEL,
+        MODEL_LOGJACOBIAN,
+        fit_voxel_baseline,
+        voxel_features,
+    )
     from bgs_app.utils.atomic import write_tsv
 
     out = context.group_dir
@@ -57,7 +66,9 @@ def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd
         (out / "voxel_scores.tsv").unlink(missing_ok=True)
         (out / "voxel_scores.json").unlink(missing_ok=True)
         return None
-    fitted = stage(context, "voxel", [store.index["sha256"].tolist(),
+    names = {"t1w": MODEL, "logjacobian": MODEL_LOGJACOBIAN}
+    fitted = stage(context, "voxel", [{k: s.index["sha256"].tolist()
+                                       for k, s in sorted(stores.items())},
                                       dosages.to_numpy().tolist(), split.to_dict(),
                                       context.config.seed],
                    [out / "voxel_scores.tsv", part])
@@ -65,13 +76,20 @@ def voxel_baseline(context: RunContext, store, images: pd.DataFrame, dosages: pd
         LOGGER.info("Voxel-ridge baseline is current; skipped")
         return pd.read_csv(out / "voxel_scores.tsv", sep="\t", na_values="n/a")
     participants = list(dict.fromkeys(images["participant_id"]))
-    volumes = participant_volumes(store, images, participants)
-    spacing = float(np.abs(np.asarray(store.grid["affine"])[:3, :3]).max())
-    features = pd.DataFrame(voxel_features(volumes, spacing), index=participants)
-    del volumes
-    LOGGER.info("Voxel-ridge baseline: %d participants, %d voxels", *features.shape)
-    scores, perf = fit_voxel_baseline(features, dosages, split, seed=context.config.seed)
-    write_voxel_scores(scores, out, {"Voxels": int(features.shape[1])})
-    write_tsv(perf, part)
+    scores, perf, voxels = [], [], {}
+    for kind, store in stores.items():
+        volumes = participant_volumes(store, images, participants)
+        spacing = float(np.abs(np.asarray(store.grid["affine"])[:3, :3]).max())
+        features = pd.DataFrame(voxel_features(volumes, spacing), index=participants)
+        del volumes
+        LOGGER.info("%s baseline: %d participants, %d voxels", names[kind], *features.shape)
+        s, p = fit_voxel_baseline(features, dosages, split, seed=context.config.seed,
+                                  model=names[kind])
+        scores.append(s)
+        perf.append(p)
+        voxels[names[kind]] = int(features.shape[1])
+    scores = pd.concat(scores, ignore_index=True)
+    write_voxel_scores(scores, out, {"Voxels": voxels})
+    write_tsv(pd.concat(perf, ignore_index=True), part)
     fitted.done()
     return scores

@@ -44,7 +44,8 @@ def held_out_participants(split: pd.Series) -> list[str]:
 
 def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.DataFrame,
                    dosages: pd.DataFrame, split: pd.Series,
-                   tested: pd.DataFrame | None = None) -> pd.DataFrame | None:
+                   tested: pd.DataFrame | None = None, kind: str = "t1w"
+                   ) -> pd.DataFrame | None:
     """Run the test for every SNP (with ``--voxelwise-test``, up to
     :data:`MAX_VOXELWISE_SNPS` SNPs; skipped when current); write the table and maps.
 
@@ -53,7 +54,8 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
     context : RunContext
     inputs : GroupInputs
     store : bgs_app.model.store.TensorStore
-        Rows in the order of ``images``.
+        Rows in the order of ``images``: the log-Jacobian maps when the participant level
+        wrote them (tensor-based morphometry), else the T1w images.
     images : pandas.DataFrame
     dosages : pandas.DataFrame
         Participants x SNPs after QC.
@@ -61,6 +63,8 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
         The CNN's split: the test uses its held-out participants.
     tested : pandas.DataFrame, optional
         The tested SNPs with ``chrom`` and ``pos`` (left out of computed genetic PCs).
+    kind : {"t1w", "logjacobian"}
+        What ``store`` holds (recorded in the sidecar).
 
     Returns
     -------
@@ -93,7 +97,7 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
                               session=config.phenotype_session,
                               image_sessions=image_sessions(inputs))
     design = design_matrix(covs, pd.Index(held))
-    done = stage(context, "voxelwise", [store.index["sha256"].tolist(), held,
+    done = stage(context, "voxelwise", [kind, store.index["sha256"].tolist(), held,
                                         dosages.reindex(held).to_numpy().tolist(),
                                         design.round(8).to_numpy().tolist(),
                                         config.seed, N_PERMUTATIONS], [table_path, maps])
@@ -105,8 +109,8 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
     voxels, mask, factor = brain_voxels(volumes, spacing)
     del volumes
     affine = _block_affine(np.asarray(store.grid["affine"], float), factor)
-    LOGGER.info("Voxelwise genotype test: %d held-out participants, %d voxels, %d "
-                "permutations per SNP", len(held), voxels.shape[1], N_PERMUTATIONS)
+    LOGGER.info("Voxelwise genotype test (%s): %d held-out participants, %d voxels, %d "
+                "permutations per SNP", kind, len(held), voxels.shape[1], N_PERMUTATIONS)
     rows = []
     maps.mkdir(parents=True, exist_ok=True)
     for snp in dosages.columns:
@@ -125,6 +129,9 @@ def voxelwise_maps(context: RunContext, inputs: GroupInputs, store, images: pd.D
     write_table(table, table_path, COLUMNS, {
         "Method": "nilearn permuted_ols: image ~ dosage + covariates at every voxel, "
                   "Freedman-Lane permutations, two-sided max-t family-wise correction",
+        "Input": ("log-Jacobian maps of the nonlinear registration (tensor-based "
+                  "morphometry)" if kind == "logjacobian" else
+                  "model-grid T1w intensities (no log-Jacobian maps were found)"),
         "Permutations": N_PERMUTATIONS, "Alpha": ALPHA,
         "Covariates": list(design.columns), "VoxelSizeMM": spacing * factor,
         "Participants": "held out by the CNN's split (test set, or every fold)",

@@ -75,3 +75,61 @@ class ModelGridImage(SimpleInterface):
                          self.inputs.resolution, out)
         self._results["out_file"] = str(out)
         return runtime
+
+
+def make_logjacobian_image(warp, model_t1w, out_file) -> None:
+    """The log-Jacobian determinant of the SyN deformation on the model grid.
+
+    ANTs computes it on the displacement field's own grid (template space, the
+    registration's spacing); it is box-averaged to about the model spacing and resampled
+    (linear) onto the model grid, zero outside the model image's brain.
+
+    Parameters
+    ----------
+    warp : path-like
+        The SyN displacement field (``t1w2tpl_warp``: defined on the template, applied after
+        the affine), so the determinant is the subject's local volume relative to the
+        template once the affine is removed.
+    model_t1w : path-like
+        The model-grid image (grid and brain).
+    out_file : path-like
+    """
+    import ants
+    from scipy.ndimage import uniform_filter
+
+    field = ants.image_read(str(warp))
+    domain = field.split_channels()[0] if field.components > 1 else field
+    logjac = ants.create_jacobian_determinant_image(domain, str(warp), do_log=True)
+    data = logjac.numpy()
+    model = nb.load(model_t1w)
+    spacing = float(np.mean(logjac.spacing))
+    resolution = float(np.abs(np.diag(model.affine)[:3]).mean())
+    size = max(1, int(round(resolution / spacing)))
+    if size > 1:
+        data = uniform_filter(data, size=size, mode="constant")
+    smoothed = ants.from_numpy(data.astype(np.float32), origin=logjac.origin,
+                               spacing=logjac.spacing, direction=logjac.direction)
+    ref = ants.image_read(str(model_t1w))
+    values = ants.resample_image_to_target(smoothed, ref, interp_type="linear").numpy()
+    brain = np.asarray(model.dataobj) != 0
+    out = nb.Nifti1Image(np.where(brain, values, 0.0).astype(np.float32), model.affine)
+    out.header.set_xyzt_units("mm", "sec")
+    out.to_filename(out_file)
+
+
+class _LogJacobianInputSpec(BaseInterfaceInputSpec):
+    warp = File(exists=True, mandatory=True, desc="SyN displacement field (template domain)")
+    model_t1w = File(exists=True, mandatory=True, desc="the model-grid image")
+
+
+class LogJacobianImage(SimpleInterface):
+    """The log-Jacobian map of the nonlinear registration on the model grid (TBM)."""
+
+    input_spec = _LogJacobianInputSpec
+    output_spec = _ModelGridOutputSpec
+
+    def _run_interface(self, runtime):
+        out = Path(runtime.cwd) / "model_logjacobian.nii.gz"
+        make_logjacobian_image(self.inputs.warp, self.inputs.model_t1w, out)
+        self._results["out_file"] = str(out)
+        return runtime

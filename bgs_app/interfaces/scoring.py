@@ -93,7 +93,7 @@ class SaliencyMaps(SimpleInterface):
                                         n_steps=self.inputs.n_steps)
             attr = block[j % chunk]
             path = Path(runtime.cwd) / f"saliency_{j:03d}.nii.gz"
-            amap = nb.Nifti1Image(normalised_abs(attr, volume > 0), img.affine)
+            amap = nb.Nifti1Image(normalised_abs(attr, volume != 0), img.affine)
             amap.header.set_xyzt_units("mm", "sec")
             amap.to_filename(path)
             out.append(str(path))

@@ -30,10 +30,14 @@ class StoreDataset(Dataset):
     seed, epoch : int
         Augmentation is a function of (seed, epoch, item), so a resumed run sees the
         same augmented volumes as an uninterrupted one.
+    intensity : bool
+        With ``augment``, also random intensity scaling and gamma (T1w inputs); False
+        for log-Jacobian maps (shifts only).
     """
 
     def __init__(self, store: TensorStore, rows, dosages, *, augment: bool = False,
-                 max_shift_mm: float = 3.0, max_shift: int | None = None, seed: int = 0):
+                 max_shift_mm: float = 3.0, max_shift: int | None = None, seed: int = 0,
+                 intensity: bool = True):
         self.store = store
         self.rows = np.asarray(rows, int)
         self.dosages = np.array(dosages, np.float32)  # a writable copy
@@ -42,6 +46,7 @@ class StoreDataset(Dataset):
         self.max_shift = (int(round(max_shift_mm / spacing)) if max_shift is None
                           else int(max_shift))
         self.seed = int(seed)
+        self.intensity = bool(intensity)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -62,6 +67,8 @@ class StoreDataset(Dataset):
         dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(shifts, volume.shape,
                                                                        strict=True))
         out[dst] = volume[src]
+        if not self.intensity:
+            return out
         positive = out > 0
         gamma = rng.uniform(0.9, 1.1)
         out[positive] = out[positive] ** gamma

@@ -386,7 +386,7 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
     for i, volume in enumerate(volumes):
         if i == 0:
             chunk = int(chunk) if chunk else heads_per_pass(model, len(snps), volume.size)
-        brain = volume > 0
+        brain = volume != 0  # log-Jacobian maps are negative in places
         if correlation is not None:
             correlation.add_brain(brain)
         for j, snp in enumerate(snps):

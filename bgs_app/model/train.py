@@ -43,7 +43,9 @@ class TrainConfig:
 
     ``poolings`` (an int, ``"auto"`` or None: all), ``readout``, ``coord_channels`` and
     ``norm`` are the network's options (:class:`bgs_app.model.network.SFCN`);
-    ``max_shift`` is the augmentation's largest shift in voxels (None: 3 mm, rounded).
+    ``max_shift`` is the augmentation's largest shift in voxels (None: 3 mm, rounded);
+    ``intensity_augment`` adds intensity scaling and gamma (for T1w inputs, not for
+    log-Jacobian maps, whose values are volume ratios).
     """
 
     epochs: int = 30
@@ -68,6 +70,7 @@ class TrainConfig:
     coord_channels: bool = False
     norm: str = "batch"
     max_shift: int | None = None
+    intensity_augment: bool = True
 
 
 #: How the best epoch (and early stopping) is judged.
@@ -219,7 +222,8 @@ def train_model(store: TensorStore, train_rows, train_dosages, val_rows, val_dos
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9,
                               weight_decay=cfg.weight_decay)
     train_set = StoreDataset(store, train_rows, train_dosages, augment=cfg.augment,
-                             seed=cfg.seed, max_shift=cfg.max_shift)
+                             seed=cfg.seed, max_shift=cfg.max_shift,
+                             intensity=cfg.intensity_augment)
     val_set = StoreDataset(store, val_rows, val_dosages)
     weights = _class_weights(np.asarray(train_dosages)) if cfg.class_weighting else None
     prior = genotype_prior(train_dosages)

@@ -33,6 +33,16 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                                         "steps from a zero image)",
                 "gradient": "input gradients", "smoothgrad": "SmoothGrad [@smoothgrad]"}[method]
     channels = "-".join(str(c) for c in config.channels)
+    # Whether the run found log-Jacobian maps (the voxel baselines and the voxelwise test
+    # then use them): what its tables record.
+    logjac = config.cnn_input == "logjacobian"
+    if group_dir is not None and (Path(group_dir) / "voxel_scores.json").is_file():
+        voxels = json.loads((Path(group_dir) / "voxel_scores.json").read_text()).get(
+            "Voxels")
+        logjac = logjac or (isinstance(voxels, dict) and "voxel-ridge-logjac" in voxels)
+    if group_dir is not None and (Path(group_dir) / "voxelwise.json").is_file():
+        found = json.loads((Path(group_dir) / "voxelwise.json").read_text()).get("Input")
+        logjac = logjac or str(found).startswith("log-Jacobian")
     text = [f"# Methods (group level)\n\nThe group analysis used bgs_app {__version__} "
             f"({_versions()})."]
     if config.model is None:
@@ -51,14 +61,21 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             f"blocks of widths {channels}{_architecture(config)}, one three-class genotype "
             f"head per SNP, masked "
             f"cross-entropy over called genotypes) was trained in PyTorch [@pytorch] on the "
-            f"{config.resolution:g} mm model-grid images in {template} space (brain-extracted, "
-            f"affinely aligned, divided by their mean brain intensity) with AdamW (peak "
+            + (f"{config.resolution:g} mm model-grid images in {template} space (brain-"
+               f"extracted, affinely aligned, divided by their mean brain intensity)"
+               if config.cnn_input == "t1w" else
+               f"{config.resolution:g} mm log-Jacobian maps in {template} space (the log "
+               f"determinant of the Jacobian of the nonlinear registration's deformation, "
+               f"on the model grid, zero outside the brain: tensor-based morphometry)")
+            + f" with AdamW (peak "
             f"learning rate {config.learning_rate:g}, warm-up and cosine decay, batch "
             f"{config.batch_size}, at most {config.epochs} epochs, early stopping after "
             f"{config.patience} epochs without a lower validation loss) and augmentation by "
-            f"{_shifts(config)} and intensity scaling and gamma, without left-right flips. "
-            f"A participant's brain-genotype score for a SNP is the expected allele count "
-            f"predicted from the image, p1 + 2 p2.")
+            f"{_shifts(config)}"
+            + (" and intensity scaling and gamma" if config.cnn_input == "t1w" else "")
+            + ", without left-right flips. "
+            "A participant's brain-genotype score for a SNP is the expected allele count "
+            "predicted from the image, p1 + 2 p2.")
         text.append(
             "An imaging-derived-phenotype (IDP) baseline was fitted on the same split: grey-"
             "matter volumes of the Harvard-Oxford regions [@ho] and tissue volumes, divided "
@@ -67,13 +84,16 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             "[@sklearn]; hyper-parameters by inner cross-validation)."
             + ("" if config.no_voxel_baseline else
                " A voxel-ridge baseline, fitted on the same split, predicted each genotype "
-               "from every brain voxel of the model-grid images (block-averaged to about "
+               "from every brain voxel of the model-grid images"
+               + (", and in a second model of the log-Jacobian maps," if logjac else "")
+               + " (block-averaged to about "
                "4 mm, standardised) through a multinomial L2 logistic regression, its "
                "penalty chosen by inner cross-validation (fitted exactly on the training "
                "images' principal-component scores).")
             + ("" if not config.voxelwise_test else
                " A mass-univariate voxelwise test regressed the held-out participants' "
-               "images (block-averaged to about 4 mm) on each dosage and the covariates at "
+               + ("log-Jacobian maps (tensor-based morphometry)" if logjac else "images")
+               + " (block-averaged to about 4 mm) on each dosage and the covariates at "
                "every brain voxel, with family-wise error control by 1000 Freedman-Lane "
                "permutations (max-t; nilearn's permuted_ols [@nilearn])."))
     else:

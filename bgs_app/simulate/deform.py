@@ -115,6 +115,23 @@ def volume_change(field: np.ndarray) -> np.ndarray:
     return (1.0 / det - 1.0).astype(np.float32)
 
 
+def log_jacobian(field: np.ndarray) -> np.ndarray:
+    """Log of the subject's local volume relative to the template, ``-log det(I + grad u)``.
+
+    The tensor-based-morphometry map of the nonlinear anatomy (the affine part, head size
+    and pose, is not in ``field``): positive where the subject is larger. Equal to
+    ``log(1 + volume_change(field))``; where the field folds (det <= 0) the value is
+    clipped at +/- 3.
+    """
+    grads = [[np.gradient(field[i], FIELD_SPACING, axis=j) for j in range(3)]
+             for i in range(3)]
+    j = [[grads[i][jj] + (1.0 if i == jj else 0.0) for jj in range(3)] for i in range(3)]
+    det = (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
+           - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+           + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+    return np.clip(-np.log(np.maximum(det, np.exp(-3.0))), -3.0, 3.0).astype(np.float32)
+
+
 def random_warp(grid: FieldGrid, rng: np.random.Generator, rms_mm: float,
                 weight: np.ndarray) -> np.ndarray:
     """A smooth random displacement (several mm) without a linear (affine) part.

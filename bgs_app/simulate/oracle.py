@@ -94,6 +94,7 @@ def _one_image(task: tuple) -> Path:
     inside = map_coordinates(mask, vox, order=1).reshape(shape) > 0.5
     values = np.where(inside, values / values[inside].mean(), 0).astype(np.float32)
     dest = model_grid_path(out, entities, template, resolution)
+    _write_log_jacobian(truth, entities, world, shape, affine, inside, resolution, dest)
     if with_idps:
         import pandas as pd
 
@@ -107,3 +108,35 @@ def _one_image(task: tuple) -> Path:
         write_tsv(row, idps_path(dest))
     # Atomic: a killed run must not leave a half-written image for the group level.
     return save_nifti(nb.Nifti1Image(values, affine), dest)
+
+
+def _write_log_jacobian(truth: Path, entities: dict, world: np.ndarray, shape, affine,
+                        inside: np.ndarray, resolution: float, dest: Path) -> Path | None:
+    """The true log-Jacobian map (the truth's, on its 2 mm field grid) on the model grid,
+    beside ``dest``: box-averaged to about the model spacing, then trilinear. Studies
+    simulated before the truth had the map get none."""
+    from scipy.ndimage import map_coordinates, uniform_filter
+
+    from bgs_app.bids.derivatives import LOGJACOBIAN_SIDECAR, logjacobian_path, sidecar_path
+    from bgs_app.utils.atomic import save_nifti, write_json
+
+    found = sorted((truth / f"sub-{entities['sub']}" / "anat").glob(
+        f"sub-{entities['sub']}_space-*_desc-logjacobian_map.nii.gz"))
+    if not found:
+        return None
+    src = found[0]
+    img = nb.load(src)
+    data = img.get_fdata(dtype=np.float32)
+    spacing = float(np.abs(np.diag(img.affine)[:3]).mean())
+    size = max(1, int(round(resolution / spacing)))
+    if size > 1:
+        data = uniform_filter(data, size=size, mode="constant")
+    vox = np.linalg.inv(img.affine)
+    coords = vox[:3, :3] @ world + vox[:3, 3:]
+    values = map_coordinates(data, coords, order=1).reshape(shape)
+    values = np.where(inside, values, 0.0).astype(np.float32)
+    path = logjacobian_path(dest)
+    write_json(sidecar_path(path), {**LOGJACOBIAN_SIDECAR,
+                                    "Sources": [f"bids::{src.name}"],
+                                    "Note": "oracle: the simulation's true deformation"})
+    return save_nifti(nb.Nifti1Image(values, affine), path)

@@ -443,6 +443,7 @@ def _simulate_subject(task: dict) -> dict:
     head_scale = float(rng.normal(1.0, 0.035))
     idps = _true_idps(field, head_scale)
     out, truth = Path(task["out"]), Path(task["truth"])
+    _write_true_log_jacobian(field, grid, truth, task["label"])
     for session in task["sessions"]:
         pose = acquisition.random_pose(rng, head_scale)
         shape, affine = acquisition.native_grid(site, pose, rng, task["resolution"])
@@ -470,6 +471,19 @@ def _simulate_subject(task: dict) -> dict:
             "HeadScale": round(head_scale, 6),
         })
     return {"label": task["label"], **features, "idps": idps}
+
+
+def _write_true_log_jacobian(field: np.ndarray, grid, truth: Path, label: str) -> Path:
+    """The participant's true log-Jacobian map (template space, the 2 mm field grid):
+    what a perfect nonlinear registration's tensor-based morphometry gives. Inside the
+    brain only (zero elsewhere), stored as int16 with a 1e-4 scale (a tenth of a per
+    cent of volume) to keep the truth small; read as float by nibabel."""
+    values = deform.log_jacobian(field) * (_SHARED["brain_weight"] > 0.5)
+    img = nb.Nifti1Image(np.round(values / 1e-4).astype(np.int16), grid.affine)
+    img.header.set_slope_inter(1e-4, 0.0)
+    img.header.set_xyzt_units("mm", "sec")
+    return save_nifti(img, derivative_path(truth, {"sub": label, "space": TEMPLATE,
+                                                   "desc": "logjacobian"}, "map", ".nii.gz"))
 
 
 def _idp_atlas(grid) -> tuple[np.ndarray, list[str]]:

@@ -27,6 +27,8 @@ LOGGER = logging.getLogger("bgs_app")
 
 #: The model name in the score and performance tables (the ``source`` of associations).
 MODEL = "voxel-ridge"
+#: The same model on the log-Jacobian maps (tensor-based morphometry).
+MODEL_LOGJACOBIAN = "voxel-ridge-logjac"
 
 #: Inverse penalties searched by inner cross-validation (features are scaled so that a
 #: training image's squared norm is 1 on average).
@@ -97,7 +99,7 @@ def _projection(x_fit: np.ndarray):
 
 
 def fit_voxel_baseline(features: pd.DataFrame, dosages: pd.DataFrame, split: pd.Series, *,
-                       seed: int = 0, inner_folds: int = 3
+                       seed: int = 0, inner_folds: int = 3, model: str = MODEL
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train the voxel-ridge baseline and score the held-out (or out-of-fold) people.
 
@@ -110,6 +112,9 @@ def fit_voxel_baseline(features: pd.DataFrame, dosages: pd.DataFrame, split: pd.
     split : pandas.Series
         Participant -> ``train``/``val``/``test`` or ``fold-<k>`` (the CNN's split).
     seed, inner_folds : int
+    model : str
+        The ``model``/``source`` name its rows carry (:data:`MODEL`, or
+        :data:`MODEL_LOGJACOBIAN` for log-Jacobian features).
 
     Returns
     -------
@@ -117,16 +122,16 @@ def fit_voxel_baseline(features: pd.DataFrame, dosages: pd.DataFrame, split: pd.
         Long format as the IDP baseline's: ``participant_id``, ``model``, ``snp``,
         ``score``, ``p0``, ``p1``, ``p2``, ``split``.
     performance : pandas.DataFrame
-        ``model`` (``voxel-ridge``), ``snp``, ``n_test``, ``auc``, ``auc_carrier``,
+        ``model``, ``snp``, ``n_test``, ``auc``, ``auc_carrier``,
         ``r_dosage``, ``p_r_dosage``.
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _fit(features, dosages, split, seed, inner_folds)
+        return _fit(features, dosages, split, seed, inner_folds, model)
 
 
-def _fit(features, dosages, split, seed, inner_folds):
+def _fit(features, dosages, split, seed, inner_folds, model):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -162,10 +167,10 @@ def _fit(features, dosages, split, seed, inner_folds):
         p = probs[:, j]
         scored = ~np.isnan(p).any(axis=1)
         for i in np.flatnonzero(scored):
-            score_rows.append((common[i], MODEL, snp, p[i, 1] + 2 * p[i, 2], *p[i],
+            score_rows.append((common[i], model, snp, p[i, 1] + 2 * p[i, 2], *p[i],
                                split.iloc[i]))
         d = dosages.loc[common, snp].to_numpy(float)
-        perf_rows.append({"model": MODEL, "snp": snp,
+        perf_rows.append({"model": model, "snp": snp,
                           **genotype_metrics(d[scored], p[scored])})
     scores = pd.DataFrame(score_rows, columns=["participant_id", "model", "snp", "score",
                                                "p0", "p1", "p2", "split"])

@@ -14,7 +14,7 @@ from bgs_app.interfaces.ants import (
 from bgs_app.interfaces.idps import ComputeIDPs
 from bgs_app.interfaces.images import HeadMaskInit, LoadT1w
 from bgs_app.interfaces.masks import InputBrainMask, RefineMask
-from bgs_app.interfaces.modelgrid import ModelGridImage
+from bgs_app.interfaces.modelgrid import LogJacobianImage, ModelGridImage
 from bgs_app.interfaces.quality import PlausibilityCheck
 from bgs_app.interfaces.segmentation import TissueDseg
 from bgs_app.interfaces.transforms import CompositeTransform, InvertAffine
@@ -30,7 +30,8 @@ SKULL_STRIP_METHODS = ("ants", "deepbet")
 OUTPUTS = (
     "t1w_preproc", "head_mask", "brain_mask", "t1w2tpl_affine", "tpl2t1w_affine",
     "t1w2tpl_warp", "tpl2t1w_warp", "t1w2tpl_xfm", "tpl2t1w_xfm", "gm_probseg",
-    "wm_probseg", "csf_probseg", "dseg", "atlas_dseg", "idps", "model_t1w", "plausibility",
+    "wm_probseg", "csf_probseg", "dseg", "atlas_dseg", "idps", "model_t1w",
+    "model_logjacobian", "plausibility",
 )
 
 
@@ -128,6 +129,10 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         One-row TSV of tissue, intracranial and regional volumes.
     model_t1w
         The CNN's input: brain-extracted, affinely aligned, model box, mean-normalised.
+    model_logjacobian
+        The log-Jacobian determinant of the SyN deformation on the model grid (zero
+        outside the brain; tensor-based morphometry): the CNN's alternative input
+        (``--cnn-input logjacobian``); undefined with ``registration="affine"``.
     plausibility
         Brain-mask volume, eTIV and template similarity (``brain_ml``, ``etiv_ml``,
         ``template_similarity``, ``problems``). ``idps`` and ``model_t1w`` are given only
@@ -170,6 +175,9 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         + "The CNN's input was the brain-extracted "
         f"image resampled through the affine transform into a {resolution:g} mm grid covering "
         "the brain and divided by its mean inside the brain mask."
+        + (" The log-Jacobian determinant of the SyN deformation (tensor-based "
+           "morphometry: the log of the local volume relative to the template) was "
+           "written on the same grid." if registration == "syn" else "")
         + (" Images whose brain-mask or estimated intracranial volume was implausible, or "
            "that correlated weakly with the template after registration, were excluded."
            if check_plausibility else "")
@@ -282,6 +290,13 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
             (reg_brain, reg_syn, [("affine", "initial_transform")]),
             (reg_syn, outputnode, [("warp", "t1w2tpl_warp"),
                                    ("inverse_warp", "tpl2t1w_warp")]),
+        ])
+        logjac = pe.Node(LogJacobianImage(), name="model_logjacobian",
+                         mem_gb=node_mem_gb("model_logjacobian"))
+        wf.connect([
+            (reg_syn, logjac, [("warp", "warp")]),
+            (plausible, logjac, [("model_t1w", "model_t1w")]),
+            (logjac, outputnode, [("out_file", "model_logjacobian")]),
         ])
         inverse_source = reg_syn
     else:

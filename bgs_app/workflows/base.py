@@ -9,7 +9,12 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bgs_app import __version__
-from bgs_app.bids.derivatives import derivative_path, model_grid_entities
+from bgs_app.bids.derivatives import (
+    LOGJACOBIAN_SIDECAR,
+    derivative_path,
+    logjacobian_path,
+    model_grid_entities,
+)
 from bgs_app.bids.inputs import T1wInput
 from bgs_app.grid import grid_metadata
 from bgs_app.interfaces.io import CompletionRecord, DerivativesSink
@@ -120,6 +125,7 @@ def expected_outputs(output_dir: Path, t1w: T1wInput, template: str, resolution:
         "model_t1w": path(model_grid_entities({}, template, resolution), "T1w", ".nii.gz"),
     }
     if registration == "syn":
+        paths["model_logjacobian"] = logjacobian_path(paths["model_t1w"])
         paths["t1w2tpl_warp"] = path({"from": "T1w", "to": template, "mode": "image",
                                       "desc": "nonlinear"}, "xfm", ".nii.gz")
         paths["tpl2t1w_warp"] = path({"from": template, "to": "T1w", "mode": "image",
@@ -186,6 +192,9 @@ def _metadata(name: str, source: str, template: str, resolution: float,
                   "Resolution": f"{resolution:g} mm isotropic model grid in {template}, "
                                 "affine alignment"})
     meta["model_t1w"] = model
+    meta["model_logjacobian"] = {**LOGJACOBIAN_SIDECAR, "Sources": sources,
+                                 "Resolution": model["Resolution"].replace(
+                                     "affine alignment", "after the affine alignment")}
     return meta.get(name)
 
 
@@ -247,7 +256,9 @@ def init_single_t1w_wf(*, t1w: T1wInput, output_dir: Path, template: Template,
     if scoring is not None:
         scores_wf = init_bgs_scores_wf(options=scoring, omp_nthreads=omp_nthreads,
                                        resolution=resolution)
-        wf.connect([(anat, scores_wf, [("outputnode.model_t1w", "inputnode.model_t1w"),
+        image = ("outputnode.model_logjacobian" if scoring.input == "logjacobian"
+                 else "outputnode.model_t1w")
+        wf.connect([(anat, scores_wf, [(image, "inputnode.model_t1w"),
                                        ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                                        ("outputnode.tpl2t1w_affine",
                                         "inputnode.tpl2t1w_affine")])])

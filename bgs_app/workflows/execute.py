@@ -17,7 +17,7 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 from bgs_app.bids.derivatives import snp_labels
 from bgs_app.bids.inputs import T1wInput, ensure_writable
 from bgs_app.config import Config, RunContext
-from bgs_app.errors import EXIT_FAILURE, EXIT_SUCCESS
+from bgs_app.errors import EXIT_FAILURE, EXIT_SUCCESS, BgsError
 from bgs_app.interfaces.io import read_record
 from bgs_app.utils.hashing import file_sha256
 from bgs_app.utils.processes import die_with_parent, usable_cpus
@@ -62,9 +62,14 @@ def scoring_options(config: Config, template_name: str) -> ScoringOptions | None
                                                                   template_name))
     snp_labels(s["snp"] for s in meta["snps"])  # their maps' names must not collide
     method = None if config.no_saliency else (config.saliency_method or "gradient")
+    kind = str(meta["grid"].get("Input", "t1w"))
+    if kind == "logjacobian" and config.registration != "syn":
+        raise BgsError(f"the model in {config.model} reads log-Jacobian maps of the "
+                       "nonlinear registration; run with --registration syn (the default)")
     return ScoringOptions(model_dir=config.model, snps=tuple(s["snp"] for s in meta["snps"]),
                           weights_sha256=meta["weights_sha256"], saliency_method=method,
-                          ig_steps=config.ig_steps, native=config.saliency_native)
+                          ig_steps=config.ig_steps, native=config.saliency_native,
+                          input=kind)
 
 
 def is_complete(config: Config, t1w: T1wInput, template_name: str,

@@ -29,6 +29,9 @@ class ScoringOptions:
     ig_steps : int
     native : bool
         Also write the maps in the subject's T1w space.
+    input : {"t1w", "logjacobian"}
+        What the model reads (its bundle's ``grid.Input``): the model-grid T1w, or the
+        log-Jacobian map (needs ``--registration syn``).
     """
 
     model_dir: Path
@@ -37,6 +40,7 @@ class ScoringOptions:
     saliency_method: str | None = "gradient"
     ig_steps: int = 32
     native: bool = False
+    input: str = "t1w"
 
     def settings(self) -> dict:
         """Settings that make outputs made with other settings stale."""
