@@ -25,8 +25,12 @@ group level then trains once per configuration on the same images and split:
 ``shift0``    ``--max-shift 0`` (today's shift is one voxel at 4 mm)
 ``mean-sel``  ``--checkpoint-selection mean`` (today: informative)
 ``all``       auto + flatten + coords + group norm
+``logjac``    ``--cnn-input logjacobian``: the CNN reads the log-Jacobian maps (here the
+              *true* deformation's, from the oracle: a perfect SyN registration)
+``logjac-shift0``, ``logjac-auto``  the same with ``--max-shift 0`` / ``--poolings auto``
 
-The baselines (``idp-logreg``, ``idp-gbm``, ``voxel-ridge``) depend only on the images,
+The baselines (``idp-logreg``, ``idp-gbm``, ``voxel-ridge``, and ``voxel-ridge-logjac``
+on the log-Jacobian maps) depend only on the images,
 genotypes and split, so they are fitted once per seed (later configurations find their
 stage current). Reported per configuration and effect kind: the held-out r between score
 and dosage per seed, its median and range over seeds, and the null SNPs' gate pass rate
@@ -62,8 +66,11 @@ CONFIGS = {
     "mean-sel": ["--checkpoint-selection", "mean"],
     "all": ["--poolings", "auto", "--readout", "flatten", "--coord-channels", "--norm",
             "group"],
+    "logjac": ["--cnn-input", "logjacobian"],
+    "logjac-shift0": ["--cnn-input", "logjacobian", "--max-shift", "0"],
+    "logjac-auto": ["--cnn-input", "logjacobian", "--poolings", "auto"],
 }
-BASELINES = ("idp-logreg", "idp-gbm", "voxel-ridge")
+BASELINES = ("idp-logreg", "idp-gbm", "voxel-ridge", "voxel-ridge-logjac")
 
 
 def _run(cmd: list[str], log: Path) -> float:
