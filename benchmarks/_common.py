@@ -8,16 +8,19 @@ days can be compared.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,21 @@ def code_version() -> dict[str, str | None]:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return {"bgs_app": __version__, "git_commit": commit or None}
+
+
+@contextlib.contextmanager
+def seed_folder(seed: int, keep: Path | None = None, prefix: str = "bgs-bench-"
+                ) -> Iterator[Path]:
+    """The working folder of one seed's study: ``keep/seed-<seed>`` (emptied first, and
+    kept afterwards) or a temporary folder removed when done."""
+    if keep is not None:
+        base = Path(keep) / f"seed-{seed}"
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        yield base
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
 
 def run_logged(cmd: list[str], log: Path, name: str = "benchmark") -> float:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, emit, machine, run_logged  # noqa: E402
+from _common import code_version, emit, machine, run_logged, seed_folder  # noqa: E402
 
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -106,14 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     seeds = []
     for seed in args.seeds:
-        if args.keep:
-            base = args.keep / f"seed-{seed}"
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir(parents=True)
+        with seed_folder(seed, args.keep) as base:
             seeds.append(one_seed(base, seed, args))
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                seeds.append(one_seed(Path(tmp), seed, args))
         print(json.dumps(seeds[-1]), file=sys.stderr, flush=True)
     n = len(seeds)
     plain = sum(bool(s["gated_without_pcs"]) for s in seeds)

@@ -41,17 +41,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, emit, machine, run_logged  # noqa: E402
+from _common import code_version, emit, machine, run_logged, seed_folder  # noqa: E402
 
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -193,14 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     seeds = []
     for seed in args.seeds:
-        if args.keep:
-            base = args.keep / f"seed-{seed}"
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir(parents=True)
+        with seed_folder(seed, args.keep) as base:
             seeds.append(one_seed(base, seed, args, args.configs))
-        else:
-            with tempfile.TemporaryDirectory(prefix="bgs-arch-") as tmp:
-                seeds.append(one_seed(Path(tmp), seed, args, args.configs))
         partial = {"benchmark": "architecture", "complete": False, "seeds": seeds}
         if args.out:  # what is done so far survives an interrupted run
             emit(partial, args.out)

@@ -21,14 +21,13 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, emit, machine, run_logged  # noqa: E402
+from _common import code_version, emit, machine, run_logged, seed_folder  # noqa: E402
 
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -105,14 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     seeds = []
     for seed in args.seeds:
-        if args.keep:
-            base = args.keep / f"seed-{seed}"
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir(parents=True)
+        with seed_folder(seed, args.keep) as base:
             seeds.append(one_seed(base, seed, args))
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                seeds.append(one_seed(Path(tmp), seed, args))
     emit({"benchmark": "sibships_cnn", "machine": machine(), "code": code_version(),
           "design": {"n": args.n, "sibships": args.sibships, "null_snps": 12,
                      "resolution_mm": 4, "cv_folds": args.cv_folds, "epochs": args.epochs},

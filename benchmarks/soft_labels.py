@@ -28,7 +28,6 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, emit, machine, run_logged  # noqa: E402
+from _common import code_version, emit, machine, run_logged, seed_folder  # noqa: E402
 
 BGS_APP = [sys.executable, "-m", "bgs_app"]
 SIMULATE = [sys.executable, "-m", "bgs_app.simulate"]
@@ -127,14 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     seeds = []
     for seed in args.seeds:
-        if args.keep:
-            base = args.keep / f"seed-{seed}"
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir(parents=True)
+        with seed_folder(seed, args.keep) as base:
             seeds.append(one_seed(base, seed, args))
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                seeds.append(one_seed(Path(tmp), seed, args))
     soft = [s["runs"]["soft"]["causal_mean_r"] for s in seeds]
     hard = [s["runs"]["hard"]["causal_mean_r"] for s in seeds]
     emit({"benchmark": "soft_labels", "machine": machine(), "code": code_version(),
