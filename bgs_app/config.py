@@ -116,7 +116,7 @@ class Config:
     coord_channels: bool = False
     norm: str = "batch"
     max_shift: int | None = None
-    cnn_input: str = "t1w"
+    cnn_input: str = "auto"
     no_saliency: bool = False
     no_voxel_baseline: bool = False
     voxelwise_test: bool = False
@@ -167,7 +167,7 @@ class Config:
         for name, allowed in (("skull_strip_t1w", ("auto", "force", "skip")),
                               ("skull_strip_method", ("ants", "deepbet")),
                               ("readout", ("mean", "flatten")),
-                              ("cnn_input", ("t1w", "logjacobian")),
+                              ("cnn_input", ("auto", "t1w", "logjacobian")),
                               ("norm", ("batch", "group"))):
             if values.get(name, allowed[0] if name not in DEFAULT_SKULL_STRIP
                           else DEFAULT_SKULL_STRIP[name]) not in allowed:

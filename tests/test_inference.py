@@ -96,6 +96,9 @@ def test_multi_session_phenotypes_run_and_count_participants(sessions_run):
     assert described["Participants"] <= N
     meta = json.loads((group / "model/fold-0/model.json").read_text())
     assert {"counted_allele", "other_allele", "counted_allele_freq"} <= set(meta["snps"][0])
+    # --cnn-input auto: every image has its log-Jacobian map (the oracle writes them).
+    assert meta["grid"]["Input"] == "logjacobian"
+    assert "CNN input: log-Jacobian maps (--cnn-input auto)" in log
     report = (group / "report.html").read_text()
     assert "<h2>Claims</h2>" in report and report.index("Claims") < report.index(
         "Genotype prediction")
@@ -255,3 +258,10 @@ def test_log_jacobian_input_trains_scores_and_applies(sessions_run, tmp_path, ca
                  "-w", str(tmp_path / "w3")])
     err = capsys.readouterr().err
     assert code != 0 and "have no log-Jacobian map" in err and "Traceback" not in err
+    # --cnn-input auto (the default) on the same folder: the T1w images, as before.
+    code = main([str(study), str(bare), "group", *args, "-w", str(tmp_path / "w4")])
+    assert code == 0
+    meta = json.loads((bare / "group/model/model.json").read_text())
+    assert "Input" not in meta["grid"] and meta["training"]["config"]["intensity_augment"]
+    assert "voxel-ridge-logjac" not in set(pd.read_csv(bare / "group/performance.tsv",
+                                                       sep="\t")["model"])

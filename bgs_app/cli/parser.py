@@ -309,11 +309,13 @@ def get_parser() -> argparse.ArgumentParser:
     g_model.add_argument("--max-shift", dest="max_shift", type=int, metavar="VOXELS",
                          help="largest augmentation shift per axis in voxels (0: none; "
                               "default: 3 mm rounded to voxels)")
-    g_model.add_argument("--cnn-input", dest="cnn_input", choices=("t1w", "logjacobian"),
-                         help="what the CNN reads: the affinely aligned T1w (t1w) or the "
-                              "log-Jacobian map of the nonlinear registration on the same "
-                              "grid (logjacobian: tensor-based morphometry; the participant "
-                              "level writes it with --registration syn)"
+    g_model.add_argument("--cnn-input", dest="cnn_input",
+                         choices=("auto", "t1w", "logjacobian"),
+                         help="what the CNN reads: the log-Jacobian map of the nonlinear "
+                              "registration on the model grid (logjacobian: tensor-based "
+                              "morphometry; the participant level writes it with "
+                              "--registration syn), the affinely aligned T1w (t1w), or "
+                              "auto: logjacobian when every image has its map, else t1w"
                               + _default("cnn_input"))
     g_model.add_argument("--no-voxel-baseline", dest="no_voxel_baseline",
                          action="store_true",

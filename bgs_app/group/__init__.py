@@ -112,6 +112,7 @@ def train_and_score(context: RunContext, inputs) -> None:
         build_store,
         has_logjacobian,
         input_metadata,
+        resolve_cnn_input,
         train_models,
     )
     from bgs_app.group.voxel_baseline import voxel_baseline
@@ -125,12 +126,15 @@ def train_and_score(context: RunContext, inputs) -> None:
     split = make_study_split(context, kept, relatives.families)
     images = inputs.images[inputs.images["participant_id"].isin(kept)].reset_index(drop=True)
     grid = grid_metadata(inputs.resolution, inputs.template)
-    kind = context.config.cnn_input
+    kind = resolve_cnn_input(context.config.cnn_input, images)
+    LOGGER.info("CNN input: %s%s", "log-Jacobian maps" if kind == "logjacobian" else
+                "model-grid T1w images", " (--cnn-input auto)"
+                if context.config.cnn_input == "auto" else "")
     cnn_grid = grid if kind == "t1w" else {**grid, **input_metadata(kind)}
     cnn_store = build_store(context, images, grid, kind)
     soft = genotypes.probabilities if genotypes.dosage_kind != "hard calls" else None
     models = train_models(context, cnn_store, images, dosages, split, alleles, cnn_grid,
-                          probabilities=soft, families=relatives.families)
+                          probabilities=soft, families=relatives.families, kind=kind)
     # Under torchrun every rank scores, and computes saliency for, a share of the
     # held-out images; rank 0 writes the tables and maps, and alone runs what follows.
     probs, scored = score_held_out(context, models, cnn_store, images, split)

@@ -75,6 +75,14 @@ def bundle_input(meta: dict) -> str:
     return str((meta.get("grid") or {}).get("Input", "t1w"))
 
 
+def resolve_cnn_input(choice: str, images: pd.DataFrame) -> str:
+    """``--cnn-input``: ``auto`` is ``logjacobian`` when every image has its map (the
+    participant level with ``--registration syn``), else ``t1w``."""
+    if choice != "auto":
+        return choice
+    return "logjacobian" if has_logjacobian(images) else "t1w"
+
+
 def has_logjacobian(images: pd.DataFrame) -> bool:
     """Whether every image has its log-Jacobian map (the participant level writes them
     with ``--registration syn``)."""
@@ -120,7 +128,8 @@ def build_store(context: RunContext, images: pd.DataFrame, grid: dict, kind: str
 def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.DataFrame,
                  split: pd.Series, alleles: pd.DataFrame, grid: dict, *,
                  probabilities: np.ndarray | None = None,
-                 families: pd.Series | None = None) -> list[TrainedModel]:
+                 families: pd.Series | None = None, kind: str = "t1w"
+                 ) -> list[TrainedModel]:
     """Train every model of ``split`` (or reuse its bundle when current).
 
     Parameters
@@ -145,6 +154,9 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
         targets (soft labels) instead of the hard calls.
     families : pandas.Series, optional
         Participant -> family (``--kinship``): validation sets are drawn by family.
+    kind : {"t1w", "logjacobian"}
+        What ``store`` holds (the resolved ``--cnn-input``): log-Jacobian maps are
+        augmented by shifts only.
 
     Returns
     -------
@@ -166,7 +178,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                                 if config.poolings == "auto" else int(config.poolings)),
                       readout=config.readout, coord_channels=config.coord_channels,
                       norm=config.norm, max_shift=config.max_shift,
-                      intensity_augment=config.cnn_input == "t1w",
+                      intensity_augment=kind == "t1w",
                       device=context.device, compile=config.torch_compile,
                       num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
     rows_of: dict[str, list[int]] = {}

@@ -33,9 +33,10 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                                         "steps from a zero image)",
                 "gradient": "input gradients", "smoothgrad": "SmoothGrad [@smoothgrad]"}[method]
     channels = "-".join(str(c) for c in config.channels)
+    cnn_input = _cnn_input(config, group_dir)
     # Whether the run found log-Jacobian maps (the voxel baselines and the voxelwise test
     # then use them): what its tables record.
-    logjac = config.cnn_input == "logjacobian"
+    logjac = cnn_input == "logjacobian"
     if group_dir is not None and (Path(group_dir) / "voxel_scores.json").is_file():
         voxels = json.loads((Path(group_dir) / "voxel_scores.json").read_text()).get(
             "Voxels")
@@ -63,16 +64,22 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
             f"cross-entropy over called genotypes) was trained in PyTorch [@pytorch] on the "
             + (f"{config.resolution:g} mm model-grid images in {template} space (brain-"
                f"extracted, affinely aligned, divided by their mean brain intensity)"
-               if config.cnn_input == "t1w" else
+               if cnn_input == "t1w" else
                f"{config.resolution:g} mm log-Jacobian maps in {template} space (the log "
                f"determinant of the Jacobian of the nonlinear registration's deformation, "
-               f"on the model grid, zero outside the brain: tensor-based morphometry)")
+               f"on the model grid, zero outside the brain: tensor-based morphometry)"
+               if cnn_input == "logjacobian" else
+               f"{config.resolution:g} mm log-Jacobian maps of the nonlinear registration "
+               f"in {template} space when every image had one, else the affinely aligned "
+               f"model-grid images")
             + f" with AdamW (peak "
             f"learning rate {config.learning_rate:g}, warm-up and cosine decay, batch "
             f"{config.batch_size}, at most {config.epochs} epochs, early stopping after "
             f"{config.patience} epochs without a lower validation loss) and augmentation by "
             f"{_shifts(config)}"
-            + (" and intensity scaling and gamma" if config.cnn_input == "t1w" else "")
+            + (" and intensity scaling and gamma" if cnn_input == "t1w" else
+               " (and intensity scaling and gamma for T1w images)" if cnn_input == "auto"
+               else "")
             + ", without left-right flips. "
             "A participant's brain-genotype score for a SNP is the expected allele count "
             "predicted from the image, p1 + 2 p2.")
@@ -167,6 +174,21 @@ def write_group_boilerplate(config: Config, template: str, group_dir: Path) -> P
     text = group_boilerplate(config, template, group_dir)
     write_text(Path(group_dir) / "CITATION.bib", bibtex(cited(text)))
     return write_text(Path(group_dir) / "CITATION.md", text)
+
+
+def _cnn_input(config, group_dir) -> str:
+    """What the CNN read: ``--cnn-input``, or with ``auto`` what the trained bundle
+    records (``auto`` when there is no bundle yet, e.g. ``--boilerplate-only``)."""
+    if config.cnn_input != "auto":
+        return config.cnn_input
+    if group_dir is not None:
+        for path in sorted(Path(group_dir).glob("model/**/model.json")):
+            try:
+                grid = json.loads(path.read_text()).get("grid") or {}
+            except (OSError, ValueError):
+                continue
+            return str(grid.get("Input", "t1w"))
+    return "auto"
 
 
 def _architecture(config) -> str:
