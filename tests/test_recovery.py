@@ -78,13 +78,16 @@ def test_group_saliency_finds_the_planted_effects(recovery):
     aucs = saliency_aucs(recovery["study"], recovery["group"] / "saliency")
     assert set(_causal(truth) + _null(truth)) <= set(aucs)
     causal = _causal(truth)
-    null_aucs = [aucs[s] for s in _null(truth)]
     print(json.dumps(aucs))
-    # Gradient maps at 4 mm from 38 held-out subjects; measured: the atlas-aligned SNP
-    # 0.855, the blob SNPs 0.47-0.77, nulls 0.45-0.56.
-    assert max(aucs[s] for s in causal) >= 0.8, aucs
-    assert np.mean([aucs[s] for s in causal]) >= np.mean(null_aucs) + 0.1, aucs
-    assert max(null_aucs) < 0.7, aucs
+    # Gradient maps at 4 mm from 38 held-out subjects, the CNN on the log-Jacobian maps
+    # (--cnn-input auto; the oracle writes the true ones). Measured: causal 0.82-0.99,
+    # and the null SNPs 0.82-0.95 as well: the heads share one trunk, and once it has
+    # learnt the planted anatomy every score's saliency points there (on intensities,
+    # which it learnt less, nulls were 0.45-0.56). A saliency map says where a score
+    # looks, not that its SNP acts there: the genotype-correlation map (next test) is
+    # the one that separates causal from null SNPs.
+    assert max(aucs[s] for s in causal) >= 0.9, aucs
+    assert min(aucs[s] for s in causal) >= 0.7, aucs
 
 
 def test_genotype_correlation_maps_find_the_planted_effects(recovery):
