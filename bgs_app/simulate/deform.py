@@ -104,14 +104,19 @@ def divergence(field: np.ndarray) -> np.ndarray:
     return sum(np.gradient(field[a], FIELD_SPACING, axis=a) for a in range(3))
 
 
-def volume_change(field: np.ndarray) -> np.ndarray:
-    """Subject volume relative to template, minus one: ``1 / det(I + grad u) - 1``."""
+def _jacobian_determinant(field: np.ndarray) -> np.ndarray:
+    """``det(I + grad u)`` of a displacement field on the field grid."""
     grads = [[np.gradient(field[i], FIELD_SPACING, axis=j) for j in range(3)]
              for i in range(3)]
     j = [[grads[i][jj] + (1.0 if i == jj else 0.0) for jj in range(3)] for i in range(3)]
-    det = (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
-           - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-           + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
+            - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+
+
+def volume_change(field: np.ndarray) -> np.ndarray:
+    """Subject volume relative to template, minus one: ``1 / det(I + grad u) - 1``."""
+    det = _jacobian_determinant(field)
     return (1.0 / det - 1.0).astype(np.float32)
 
 
@@ -123,12 +128,7 @@ def log_jacobian(field: np.ndarray) -> np.ndarray:
     ``log(1 + volume_change(field))``; where the field folds (det <= 0) the value is
     clipped at +/- 3.
     """
-    grads = [[np.gradient(field[i], FIELD_SPACING, axis=j) for j in range(3)]
-             for i in range(3)]
-    j = [[grads[i][jj] + (1.0 if i == jj else 0.0) for jj in range(3)] for i in range(3)]
-    det = (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
-           - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-           + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+    det = _jacobian_determinant(field)
     return np.clip(-np.log(np.maximum(det, np.exp(-3.0))), -3.0, 3.0).astype(np.float32)
 
 
