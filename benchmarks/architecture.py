@@ -28,6 +28,7 @@ group level then trains once per configuration on the same images and split:
 ``logjac``    ``--cnn-input logjacobian``: the CNN reads the log-Jacobian maps (here the
               *true* deformation's, from the oracle: a perfect SyN registration)
 ``logjac-shift0``, ``logjac-auto``  the same with ``--max-shift 0`` / ``--poolings auto``
+``logjac-ens3``  the same with ``--ensemble 3`` (three networks, probabilities averaged)
 
 The baselines (``idp-logreg``, ``idp-gbm``, ``voxel-ridge``, and ``voxel-ridge-logjac``
 on the log-Jacobian maps) depend only on the images,
@@ -67,6 +68,7 @@ CONFIGS = {
     "logjac": ["--cnn-input", "logjacobian"],
     "logjac-shift0": ["--cnn-input", "logjacobian", "--max-shift", "0"],
     "logjac-auto": ["--cnn-input", "logjacobian", "--poolings", "auto"],
+    "logjac-ens3": ["--cnn-input", "logjacobian", "--ensemble", "3"],
 }
 BASELINES = ("idp-logreg", "idp-gbm", "voxel-ridge", "voxel-ridge-logjac")
 

@@ -26,6 +26,8 @@ SCORE_GATES = ("validated", "none")
 # Benjamini-Yekutieli (valid under any dependence between the family's tests).
 FDR_METHODS = ("bh", "by")
 RESOLUTIONS = (1.0, 1.5, 2.0, 3.0, 4.0)
+#: The most networks ``--ensemble`` trains per model (and a bundle may hold).
+MAX_ENSEMBLE = 16
 LOGGER = logging.getLogger("bgs_app")
 # The queries of an fMRIPrep/sMRIPrep --bids-filter-file other than 't1w'.
 FMRIPREP_QUERIES = frozenset({"bold", "sbref", "fmap", "t2w", "flair", "roi", "pet", "asl",
@@ -116,6 +118,7 @@ class Config:
     coord_channels: bool = False
     norm: str = "batch"
     max_shift: int | None = None
+    ensemble: int = 1
     cnn_input: str = "auto"
     no_saliency: bool = False
     no_voxel_baseline: bool = False
@@ -181,6 +184,9 @@ class Config:
                              f"(0-{blocks}, the 3^3 blocks of --channels), not {poolings!r}")
         if values.get("max_shift") is not None and int(values["max_shift"]) < 0:
             raise UsageError("max_shift must be 0 or more voxels")
+        if not 1 <= int(values.get("ensemble", 1)) <= MAX_ENSEMBLE:
+            raise UsageError(f"ensemble must be from 1 to {MAX_ENSEMBLE} networks, not "
+                             f"{values['ensemble']!r}")
         values["poolings"] = poolings
         if values.get("skull_strip_method") == "deepbet":
             import importlib.util

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nb
 import numpy as np
 import pytest
@@ -55,6 +57,47 @@ def test_network_options_keep_a_final_map_and_rebuild_from_the_bundle(tmp_path):
     torch.testing.assert_close(loaded(x), net(x))
     with pytest.raises(ValueError, match="grid shape"):
         SFCN(3, readout="flatten")
+
+
+def test_an_ensemble_averages_probabilities_and_rebuilds_from_the_bundle(tmp_path):
+    """``--ensemble K``: the probabilities are the networks' mean (so is the score), the
+    bundle records K and loads the same ensemble; a bundle with a bad K is refused."""
+    from bgs_app.grid import grid_metadata
+    from bgs_app.model.bundle import load_bundle, save_bundle
+    from bgs_app.model.network import Ensemble, class_probabilities, expected_dosage
+
+    shape = model_grid(4.0)[0]
+    torch.manual_seed(1)
+    members = [SFCN(2, channels=(4, 4, 4, 4, 4, 4)).eval() for _ in range(3)]
+    ensemble = Ensemble(members).eval()
+    x = torch.randn(2, 1, *shape)
+    with torch.no_grad():
+        mean = torch.stack([class_probabilities(m(x)) for m in members]).mean(0)
+        torch.testing.assert_close(class_probabilities(ensemble(x)), mean)
+        torch.testing.assert_close(expected_dosage(ensemble(x)), torch.stack(
+            [expected_dosage(m(x)) for m in members]).mean(0))
+        assert not torch.allclose(class_probabilities(members[0](x)), mean)
+    folder = save_bundle(ensemble, tmp_path / "bundle", snps=["a", "b"],
+                         counted_alleles={"a": "A", "b": "C"},
+                         grid=grid_metadata(4.0, "MNI152NLin2009aSym"))
+    loaded, meta = load_bundle(folder)
+    assert meta["architecture"]["ensemble"] == 3 and isinstance(loaded, Ensemble)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ensemble(x))
+    from bgs_app.utils.hashing import file_sha256
+
+    for bad in (0, 2.5, 100):
+        meta_path = folder / "model.json"
+        edited = json.loads(meta_path.read_text())
+        edited["architecture"]["ensemble"] = bad
+        meta_path.write_text(json.dumps(edited))
+        (folder / "SHA256SUMS").write_text("".join(
+            f"{file_sha256(folder / n)}  {n}\n" for n in ("model.json",
+                                                           "weights.safetensors")))
+        with pytest.raises(BgsError, match="architecture.ensemble"):
+            load_bundle(folder)
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble([])
 
 
 def test_masked_cross_entropy_ignores_missing_genotypes():

@@ -102,3 +102,22 @@ def test_correlation_maps_only_for_gated_scores_beyond_64_snps(model, volume):
         for j, block in enumerate(attribute_heads(model, volume * (1 + 0.1 * i), range(40))):
             correlation.add(j, block, dosages[i, j])
     assert set(correlation.maps()) == {"s1", "s7"}
+
+
+def test_chain_rule_of_an_ensemble_is_the_mean_of_its_networks(volume):
+    """An ensemble's score is its networks' mean: the chain rule through every member
+    equals captum on the ensemble, and the mean of the members' own attributions."""
+    from bgs_app.model.network import Ensemble
+
+    torch.manual_seed(3)
+    members = [SFCN(n_snps=12, channels=(4, 4, 4, 4, 4, 2)).eval() for _ in range(2)]
+    ensemble = Ensemble(members).eval()
+    heads = [0, 4, 11]
+    chain = attribute_heads(ensemble, volume, heads, strategy="chain", method="gradient")
+    captum = attribute_heads(ensemble, volume, heads, strategy="per-head", method="gradient")
+    scale = np.abs(captum).max()
+    assert scale > 0
+    np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
+    each = [attribute_heads(m, volume, heads, strategy="per-head", method="gradient")
+            for m in members]
+    np.testing.assert_allclose(chain / scale, np.mean(each, axis=0) / scale, atol=1e-5)

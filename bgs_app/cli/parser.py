@@ -309,6 +309,10 @@ def get_parser() -> argparse.ArgumentParser:
     g_model.add_argument("--max-shift", dest="max_shift", type=int, metavar="VOXELS",
                          help="largest augmentation shift per axis in voxels (0: none; "
                               "default: 3 mm rounded to voxels)")
+    g_model.add_argument("--ensemble", dest="ensemble", type=_positive_int, metavar="K",
+                         help="train K networks per model with seeds --seed to --seed+K-1 "
+                              "and average their genotype probabilities (K times the "
+                              "training, scoring and saliency time)" + _default("ensemble"))
     g_model.add_argument("--cnn-input", dest="cnn_input",
                          choices=("auto", "t1w", "logjacobian"),
                          help="what the CNN reads: the log-Jacobian map of the nonlinear "

@@ -165,7 +165,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
     """
     from bgs_app.group.split import model_sets
     from bgs_app.model.bundle import load_bundle
-    from bgs_app.model.train import TrainConfig, train_model
+    from bgs_app.model.train import TrainConfig
 
     config = context.config
     sets = model_sets(context, split, families)
@@ -181,6 +181,7 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                       intensity_augment=kind == "t1w",
                       device=context.device, compile=config.torch_compile,
                       num_workers=0 if config.nprocs < 4 else min(4, config.nprocs // 2))
+    members = int(config.ensemble)
     rows_of: dict[str, list[int]] = {}
     for i, pid in enumerate(images["participant_id"]):
         rows_of.setdefault(pid, []).append(i)
@@ -206,6 +207,8 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                  split.to_dict(), vars(cfg), snps,
                  None if probabilities is None else hashlib.sha256(np.ascontiguousarray(
                      probabilities, np.float32).tobytes()).hexdigest()]
+        if members > 1:
+            parts.append({"ensemble": members})
         trained = stage(context, f"train-{name}", parts, [bundle_dir / "model.json"])
         if trained.current():  # every rank agrees
             model, meta = load_bundle(bundle_dir)
@@ -220,21 +223,51 @@ def train_models(context: RunContext, store, images: pd.DataFrame, dosages: pd.D
                 shutil.rmtree(train_dir)  # checkpoints made from other data or settings
             checkpoints.done()
         distributed.barrier()
-        LOGGER.info("%s: training on %d, validating on %d, testing on %d participants",
-                    name, len(train), len(val), len(test))
-        model, log = train_model(store, rows(train), labels(train), rows(val), labels(val),
-                                 snps,
-                                 train_dir, cfg, label=f"{name} ({k + 1}/{len(sets)})")
+        LOGGER.info("%s: training on %d, validating on %d, testing on %d participants%s",
+                    name, len(train), len(val), len(test),
+                    f" ({members} networks, seeds {cfg.seed} to {cfg.seed + members - 1})"
+                    if members > 1 else "")
+        model, log = _train_members(store, rows(train), labels(train), rows(val),
+                                    labels(val), snps, train_dir, cfg, members,
+                                    f"{name} ({k + 1}/{len(sets)})")
         metrics = _held_out_metrics(model, store, rows(test), dos(test), snps, cfg.device)
         if context.is_main:
             _save(model, bundle_dir, snps, alleles, grid,
-                  _training_summary(context, cfg, train, val, test, log, name), metrics,
-                  train_dir)
+                  _training_summary(context, cfg, train, val, test, log, name, members),
+                  metrics, train_dir)
             trained.done()
         distributed.barrier()  # the bundle is written: every rank scores with it
         model, meta = load_bundle(bundle_dir)
         models.append(TrainedModel(name, model, test, meta))
     return models
+
+
+def _train_members(store, train_rows, train_labels, val_rows, val_labels, snps,
+                   train_dir: Path, cfg, members: int, label: str):
+    """Train one network, or ``members`` networks with seeds ``cfg.seed`` upwards (each
+    in its own ``member-<k>`` folder, resumed on its own) as an
+    :class:`~bgs_app.model.network.Ensemble`. Returns the model and the training log
+    (with a ``member`` column for an ensemble; also written to ``train_dir``)."""
+    from dataclasses import replace
+
+    from bgs_app.model.network import Ensemble
+    from bgs_app.model.train import train_model
+    from bgs_app.utils.atomic import write_tsv
+
+    if members == 1:
+        return train_model(store, train_rows, train_labels, val_rows, val_labels, snps,
+                           train_dir, cfg, label=label)
+    networks, logs = [], []
+    for m in range(members):
+        net, log = train_model(store, train_rows, train_labels, val_rows, val_labels, snps,
+                               train_dir / f"member-{m + 1}", replace(cfg, seed=cfg.seed + m),
+                               label=f"{label}, network {m + 1}/{members}")
+        networks.append(net)
+        logs.append(log.assign(member=m + 1))
+    log = pd.concat(logs, ignore_index=True)
+    if distributed.join()[0] == 0:
+        write_tsv(log, train_dir / "training_log.tsv")
+    return Ensemble(networks), log
 
 
 def _save(model, bundle_dir, snps, alleles, grid, training, metrics, train_dir) -> None:
@@ -264,9 +297,15 @@ def _held_out_metrics(model, store, rows: list[int], dosages: np.ndarray, snps: 
     return metrics
 
 
-def _training_summary(context: RunContext, cfg, train, val, test, log, name: str) -> dict:
-    return {"config": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in vars(cfg).items()},
-            "n_train": len(train), "n_val": len(val), "n_test": len(test),
-            "epochs_run": int(len(log)), "split": name,
-            "genotypes": str(context.config.genotypes)}
+def _training_summary(context: RunContext, cfg, train, val, test, log, name: str,
+                      members: int = 1) -> dict:
+    summary = {"config": {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in vars(cfg).items()},
+               "n_train": len(train), "n_val": len(val), "n_test": len(test),
+               "epochs_run": int(len(log)), "split": name,
+               "genotypes": str(context.config.genotypes)}
+    if members > 1:
+        summary.update(ensemble=members, seeds=[cfg.seed + m for m in range(members)],
+                       epochs_run=[int((log["member"] == m + 1).sum())
+                                   for m in range(members)])
+    return summary

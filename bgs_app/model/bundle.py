@@ -4,7 +4,8 @@
 ``model.json``           architecture, SNPs and counted alleles, grid, template,
                          normalisation, training summary, per-SNP test metrics,
                          package version, and the SHA-256 of the weights
-``training_log.tsv``     one row per epoch (copied from training, when given)
+``training_log.tsv``     one row per epoch (copied from training, when given; an
+                         ensemble's has one per network and epoch, with ``member``)
 ``SHA256SUMS``           the manifest: the SHA-256 of every other file, in the format of
                          ``sha256sum`` (``sha256sum -c SHA256SUMS`` checks a copy), written
                          last, so a bundle without it is incomplete
@@ -21,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from bgs_app import __version__
+from bgs_app.config import MAX_ENSEMBLE
 from bgs_app.errors import BgsError
 from bgs_app.utils.atomic import atomic_path, write_json, write_text
 from bgs_app.utils.hashing import file_sha256
@@ -40,7 +42,7 @@ def save_bundle(model, folder: str | Path, *, snps: list[str],
 
     Parameters
     ----------
-    model : bgs_app.model.network.SFCN
+    model : bgs_app.model.network.SFCN or bgs_app.model.network.Ensemble
     folder : path-like
     snps : list of str
         SNPs in head order.
@@ -141,18 +143,28 @@ def _check_options(folder: Path, arch: dict) -> None:
                                 f"not {arch.get(name)!r}")
     if not isinstance(arch.get("coord_channels", False), bool):
         raise _fail(folder, "architecture.coord_channels must be true or false")
+    ensemble = arch.get("ensemble", 1)
+    if not _is_int(ensemble) or not 1 <= ensemble <= MAX_ENSEMBLE:
+        raise _fail(folder, f"architecture.ensemble must be an integer from 1 to "
+                            f"{MAX_ENSEMBLE}, not {ensemble!r}")
 
 
 def network_from(arch: dict, grid: dict | None = None):
-    """The (untrained) network an ``architecture`` entry of ``model.json`` describes."""
-    from bgs_app.model.network import SFCN
+    """The (untrained) network an ``architecture`` entry of ``model.json`` describes
+    (an :class:`~bgs_app.model.network.Ensemble` when ``ensemble`` is above 1)."""
+    from bgs_app.model.network import SFCN, Ensemble
 
     shape = tuple(int(n) for n in (grid or {}).get("Shape", ())) or None
-    return SFCN(int(arch["n_snps"]), channels=tuple(arch["channels"]),
-                dropout=float(arch.get("dropout", 0.5)), poolings=arch.get("poolings"),
-                readout=arch.get("readout", "mean"),
-                coord_channels=bool(arch.get("coord_channels", False)),
-                norm=arch.get("norm", "batch"), grid_shape=shape)
+
+    def one():
+        return SFCN(int(arch["n_snps"]), channels=tuple(arch["channels"]),
+                    dropout=float(arch.get("dropout", 0.5)), poolings=arch.get("poolings"),
+                    readout=arch.get("readout", "mean"),
+                    coord_channels=bool(arch.get("coord_channels", False)),
+                    norm=arch.get("norm", "batch"), grid_shape=shape)
+
+    members = int(arch.get("ensemble", 1))
+    return one() if members == 1 else Ensemble([one() for _ in range(members)])
 
 
 def _check_fields(folder: Path, meta) -> None:
@@ -258,7 +270,7 @@ def load_bundle(folder: str | Path, *, expect_grid: dict | None = None):
 
     Returns
     -------
-    model : bgs_app.model.network.SFCN
+    model : bgs_app.model.network.SFCN or bgs_app.model.network.Ensemble
         In evaluation mode.
     meta : dict
         ``model.json``.

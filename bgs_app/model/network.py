@@ -8,7 +8,8 @@ convolution head. The pooling is adaptive, so any model grid works.
 Options, each recorded in the model bundle: fewer poolings (so that a coarse grid keeps
 a last map of about 5 x 6 x 5, as SFCN has at 1 mm, instead of 1 x 1 x 1 at 4 mm), a
 linear read-out of the whole last map (location-aware) instead of the average, input
-coordinate channels, and GroupNorm in place of BatchNorm.
+coordinate channels, and GroupNorm in place of BatchNorm. :class:`Ensemble` averages
+the genotype probabilities of several such networks (trained with different seeds).
 """
 
 from __future__ import annotations
@@ -158,6 +159,53 @@ class SFCN(nn.Module):
         """Logits of shape (batch, n_snps, 3) for inputs of shape (batch, 1, X, Y, Z)."""
         out = self.head(self.dropout(self.readout_input(x)))
         return out.view(x.shape[0], self.n_snps, 3)
+
+
+class Ensemble(nn.Module):
+    """Networks of one architecture, trained with different seeds, as one model: the
+    genotype probabilities are the members' mean, so the score (the expected dosage) is
+    the mean of theirs, and so is its gradient.
+
+    Parameters
+    ----------
+    members : sequence of SFCN
+        At least one network, all with the same heads.
+
+    Notes
+    -----
+    ``forward`` returns the logarithm of the mean probabilities: logits whose softmax is
+    that mean, so everything that reads logits (scores, saliency, the loss) reads the
+    ensemble as it reads one network.
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("an ensemble needs at least one network")
+        if len({m.n_snps for m in members}) != 1:
+            raise ValueError("the ensemble's networks must have the same heads")
+        self.members = nn.ModuleList(members)
+        self.n_snps = members[0].n_snps
+
+    @property
+    def n_features(self) -> int:
+        """A member's read-out inputs (see :attr:`SFCN.n_features`)."""
+        return self.members[0].n_features
+
+    def architecture(self) -> dict:
+        """The members' architecture with ``ensemble``: their number."""
+        return {**self.members[0].architecture(), "ensemble": len(self.members)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log mean class probabilities, (batch, n_snps, 3)."""
+        probs = torch.stack([torch.softmax(m(x).float(), dim=-1) for m in self.members])
+        return torch.log(probs.mean(0).clamp_min(1e-12))
+
+
+def networks_of(model: nn.Module) -> list[SFCN]:
+    """The networks of a model: an :class:`Ensemble`'s members, or the model itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:

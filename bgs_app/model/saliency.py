@@ -116,10 +116,26 @@ def _head_gradients(model: SFCN, pooled: torch.Tensor, heads: torch.Tensor) -> t
 JACOBIAN_CHANNELS = 8
 
 
-def _chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+def _chain_gradients(model, x: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
     """Input gradients of the scores of ``heads`` at the volumes ``x`` (n, 1, X, Y, Z),
     by the chain rule: one backward pass per pooled feature channel, combined per head,
-    so the cost grows with the channels, not the heads. Returns (n, heads, X, Y, Z)."""
+    so the cost grows with the channels, not the heads. Returns (n, heads, X, Y, Z).
+    An :class:`~bgs_app.model.network.Ensemble`'s score is its members' mean, and so is
+    its gradient."""
+    from bgs_app.model.network import networks_of
+
+    members = networks_of(model)
+    if len(members) > 1:
+        total = _network_chain_gradients(members[0], x, heads)
+        for member in members[1:]:
+            total += _network_chain_gradients(member, x, heads)
+        return total / len(members)
+    return _network_chain_gradients(members[0], x, heads)
+
+
+def _network_chain_gradients(model: SFCN, x: torch.Tensor, heads: torch.Tensor
+                             ) -> torch.Tensor:
+    """:func:`_chain_gradients` of one network."""
     x = x.detach().requires_grad_(True)
     pooled = model.readout_input(x)  # (n, C, 1, 1, 1) or the map; no dropout in eval
     features = pooled.flatten(1)

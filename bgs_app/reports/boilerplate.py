@@ -81,7 +81,10 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                " (and intensity scaling and gamma for T1w images)" if cnn_input == "auto"
                else "")
             + ", without left-right flips. "
-            "A participant's brain-genotype score for a SNP is the expected allele count "
+            + (f"Each model is an ensemble of {config.ensemble} such networks, trained "
+               f"with seeds {config.seed} to {config.seed + config.ensemble - 1}, whose "
+               "genotype probabilities are averaged. " if config.ensemble > 1 else "")
+            + "A participant's brain-genotype score for a SNP is the expected allele count "
             "predicted from the image, p1 + 2 p2.")
         text.append(
             "An imaging-derived-phenotype (IDP) baseline was fitted on the same split: grey-"

@@ -18,7 +18,7 @@ def training_curves(log: pd.DataFrame, title: str = "") -> str:
     ----------
     log : pandas.DataFrame
         ``training_log.tsv`` rows (``epoch``, ``train_loss``, ``val_loss``,
-        ``val_auc_<snp>``...).
+        ``val_auc_<snp>``...; an ensemble's also ``member``).
     title : str
     """
     import matplotlib
@@ -27,14 +27,20 @@ def training_curves(log: pd.DataFrame, title: str = "") -> str:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(log["epoch"], log["train_loss"], label="training", color="#34495e")
-    left.plot(log["epoch"], log["val_loss"], label="validation", color="#c0392b")
+    # An ensemble's log has a ``member`` column: every network's losses, the first's AUCs.
+    members = [part for _, part in log.groupby("member")] if "member" in log else [log]
+    for i, part in enumerate(members):
+        left.plot(part["epoch"], part["train_loss"], label="training" if i == 0 else None,
+                  color="#34495e", alpha=1.0 if i == 0 else 0.45)
+        left.plot(part["epoch"], part["val_loss"], label="validation" if i == 0 else None,
+                  color="#c0392b", alpha=1.0 if i == 0 else 0.45)
     left.set_xlabel("epoch")
     left.set_ylabel("masked cross-entropy")
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, title=f"{len(members)} networks" if len(members) > 1 else None,
+                title_fontsize=7)
     aucs = [c for c in log.columns if c.startswith("val_auc_")]
     for col in aucs:
-        right.plot(log["epoch"], log[col], lw=1, label=col[len("val_auc_"):])
+        right.plot(members[0]["epoch"], members[0][col], lw=1, label=col[len("val_auc_"):])
     right.axhline(0.5, color="#999", lw=0.8, ls="--")
     right.set_xlabel("epoch")
     right.set_ylabel("validation AUC")
