@@ -4,7 +4,9 @@ images, and where its attributions change with its SNP's dosage.
 Per SNP: the mean brain-normalised |attribution| (``desc-saliency``; with
 ``--saliency-by-genotype`` also per genotype class), the genotype-correlation map
 (``desc-genotypecorr``, when dosages are known), both smoothed within the brain, with a
-JSON sidecar and an atlas-region table each.
+JSON sidecar and an atlas-region table each. The genotype-correlation map's sidecar gives
+a family-wise threshold: the 95th percentile of the map's maximum when the dosages are
+permuted among the subjects (max statistic, as the voxelwise test's).
 """
 
 from __future__ import annotations
@@ -31,6 +33,29 @@ REGION_COLUMNS = {
     "rank": {"Description": "Rank by mean saliency (1 = most salient)"},
 }
 ATLAS = "Harvard-Oxford (max-prob, 25%)"
+
+#: Permutations of the dosages for the genotype-correlation maps' family-wise threshold
+#: (at most; fewer when :data:`PERMUTATION_BYTES` would be exceeded).
+CORRELATION_PERMUTATIONS = 199
+
+#: Memory of the permuted maps, all kept SNPs together (each permutation holds one map
+#: per SNP); below :data:`MIN_PERMUTATIONS` permutations no threshold is given.
+PERMUTATION_BYTES = 1 << 30
+MIN_PERMUTATIONS = 19
+
+#: Family-wise error rate of the genotype-correlation threshold.
+CORRELATION_ALPHA = 0.05
+
+
+def correlation_permutations(n_kept: int, grid: dict) -> int:
+    """How many permutations the genotype-correlation maps of ``n_kept`` SNPs on
+    ``grid`` get: :data:`CORRELATION_PERMUTATIONS`, fewer when their maps would pass
+    :data:`PERMUTATION_BYTES` (e.g. 1 mm with many SNPs), 0 below
+    :data:`MIN_PERMUTATIONS`."""
+    voxels = int(np.prod([int(n) for n in grid["Shape"]]))
+    fits = PERMUTATION_BYTES // max(4 * voxels * max(int(n_kept), 1), 1)
+    n_perm = int(min(CORRELATION_PERMUTATIONS, fits))
+    return n_perm if n_perm >= MIN_PERMUTATIONS else 0
 
 
 def _method(context: RunContext) -> str:
@@ -86,9 +111,11 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
         mask = np.array([float(context.is_main and s in kept) for s in snps])
         kept = [s for s, m in zip(snps, distributed.all_reduce_sum(mask), strict=True)
                 if m > 0]
+    n_perm = correlation_permutations(len(kept), grid)
     maps_stage = stage(context, "saliency",
                        [[m.meta["weights_sha256"] for m in models], method, config.ig_steps,
-                        config.saliency_by_genotype, "genotype-correlation-1", kept],
+                        config.saliency_by_genotype, "genotype-correlation-2", kept,
+                        n_perm, config.seed],
                        [out / group_map_name(s, "saliency", grid=grid) for s in snps])
     if maps_stage.current():
         LOGGER.info("Group saliency is current; skipped")
@@ -104,7 +131,9 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
                     "gate (beyond %d SNPs, maps are kept for gated scores only)", len(kept),
                     len(snps), ALL_CORRELATION_MAPS)
     correlation = GenotypeCorrelation(
-        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float), keep=kept)
+        snps, dosages.loc[images["participant_id"][everyone]].to_numpy(float), keep=kept,
+        n_perm=n_perm, seed=config.seed)
+    position = {i: k for k, i in enumerate(everyone)}
     sums, counts = {}, {}
     device = distributed.device_for_rank(context.device)
     for name, model, rows in held:
@@ -120,8 +149,8 @@ def held_out_maps(context: RunContext, models: list, store, images: pd.DataFrame
                           "image")
         maps = group_saliency(model, volumes, snps, method=method,
                               groups=groups, correlation=correlation,
-                              dosages=subject_dosages, n_steps=config.ig_steps,
-                              device=device)
+                              dosages=subject_dosages, subjects=[position[i] for i in rows],
+                              n_steps=config.ig_steps, device=device)
         for snp, by_key in maps.items():
             for key, amap in by_key.items():
                 n = len(rows) if key == "all" else sum(
@@ -160,12 +189,15 @@ def applied_maps(context: RunContext, model, meta: dict, images: pd.DataFrame,
         per_image = dosages.reindex(images["participant_id"]).to_numpy(float)
         recorded = pd.DataFrame([{"model": "cnn", **m}
                                  for m in meta.get("test_metrics") or []])
-        correlation = GenotypeCorrelation(snps, per_image,
-                                          keep=correlation_snps(snps, recorded))
+        kept = correlation_snps(snps, recorded)
+        correlation = GenotypeCorrelation(snps, per_image, keep=kept,
+                                          n_perm=correlation_permutations(len(kept), grid),
+                                          seed=config.seed)
     volumes = tracked((load_volume(p, meta["grid"]) for p in images["path"]),
                       f"{method} saliency", len(images), "image")
     maps = group_saliency(model, volumes, snps, method=method, n_steps=config.ig_steps,
-                          correlation=correlation, dosages=per_image, device=context.device)
+                          correlation=correlation, dosages=per_image,
+                          subjects=range(len(images)), device=context.device)
     sums = {(s, k): m * len(images) for s, by in maps.items() for k, m in by.items()}
     counts = {key: len(images) for key in sums}
     write_saliency_outputs(context, sums, counts, snps, grid, method)
@@ -235,12 +267,20 @@ def write_genotype_correlation_outputs(context: RunContext, correlation, grid: d
     atlas, labels = atlas_on_grid(context.template, grid)
     affine = np.asarray(grid["Affine"])
     sigma = GROUP_SMOOTHING_MM / float(grid["Resolution"])
+    def smoothed(r: np.ndarray) -> np.ndarray:  # (k, X, Y, Z) signed -> smoothed |r|
+        return smooth_within_brain(np.where(inside, np.abs(r), 0).astype(np.float32), sigma)
+
+    def maxima(stack: np.ndarray) -> np.ndarray:
+        return smoothed(stack).reshape(len(stack), -1)[:, inside.reshape(-1)].max(axis=1)
+
     for snp, r in correlation.maps().items():
         j = correlation.snps.index(snp)
-        data = smooth_within_brain(np.where(inside, np.abs(r), 0).astype(np.float32), sigma)
+        data = smoothed(r)
         path = out / group_map_name(snp, "genotypecorr", grid=grid)
         save_nifti(nb.Nifti1Image(data, affine), path)
+        null = correlation.null_maxima(snp, maxima)
         write_json(sidecar_path(path), {
+            **family_wise_threshold(data[inside], null, CORRELATION_ALPHA),
             "SNP": snp, "Method": method, "Subjects": int(correlation.count[j]),
             "Resolution": _resolution(grid),
             "SmoothingSigmaMm": GROUP_SMOOTHING_MM,
@@ -260,14 +300,61 @@ def write_genotype_correlation_outputs(context: RunContext, correlation, grid: d
                         {"Atlas": ATLAS, "SNP": snp, "Method": method})
 
 
+def family_wise_threshold(values: np.ndarray, null: np.ndarray | None,
+                          alpha: float) -> dict:
+    """Sidecar fields of a max-statistic permutation threshold for a map.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The map's values inside the brain.
+    null : numpy.ndarray or None
+        The map's maximum under each permutation (None: no permutations were run).
+    alpha : float
+
+    Returns
+    -------
+    dict
+        ``Permutations``, ``ThresholdFWE`` (the smallest value whose exceedance by the
+        maximum has permutation probability at most ``alpha``, the observed map counted
+        among the permutations), ``PeakPFWE`` (the corrected p of the map's maximum) and
+        ``VoxelsAboveThreshold``; without permutations ``Permutations`` 0 and why.
+    """
+    if null is None or not len(null):
+        return {"Permutations": 0,
+                "ThresholdFWE": None,
+                "ThresholdNote": "no permutations: fewer than the minimum fit the memory "
+                                 "budget at this grid and number of SNPs"}
+    null = np.sort(np.asarray(null, float))
+    peak = float(np.max(values)) if np.size(values) else float("nan")
+    # With the observed map as one of n + 1 equally likely arrangements, P(max >= t) <=
+    # alpha for t the ceil((1 - alpha)(n + 1))-th smallest permutation maximum.
+    rank = int(np.ceil((1 - alpha) * (len(null) + 1)))
+    threshold = float(null[min(rank, len(null)) - 1])
+    return {"Permutations": int(len(null)), "Alpha": alpha,
+            "ThresholdFWE": round(threshold, 6),
+            "PeakPFWE": round(float((1 + np.sum(null >= peak)) / (len(null) + 1)), 6),
+            "VoxelsAboveThreshold": int(np.sum(np.asarray(values) > threshold)),
+            "ThresholdDescription": "Max-statistic permutation threshold: the dosages "
+                                    "permuted among the subjects with a call, the map "
+                                    "recomputed and smoothed the same way; voxels above "
+                                    "ThresholdFWE are significant at Alpha family-wise "
+                                    "error; PeakPFWE is the corrected p of the map's "
+                                    "maximum."}
+
+
 def smooth_within_brain(volume: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing normalised by the smoothed brain mask (no leak from outside)."""
+    """Gaussian smoothing normalised by the smoothed brain mask (no leak from outside);
+    the brain is where the map is positive. A stack of maps, (k, X, Y, Z), is smoothed
+    map by map."""
     from scipy.ndimage import gaussian_filter
 
+    volume = np.asarray(volume, np.float32)
     brain = (volume > 0).astype(np.float32)
     if sigma <= 0:
-        return volume.astype(np.float32)
-    num = gaussian_filter(volume.astype(np.float32) * brain, sigma)
-    den = gaussian_filter(brain, sigma)
+        return volume
+    sigmas = (0.0,) * (volume.ndim - 3) + (float(sigma),) * 3
+    num = gaussian_filter(volume * brain, sigmas)
+    den = gaussian_filter(brain, sigmas)
     out = np.where(brain > 0, num / np.maximum(den, 1e-6), 0.0)
     return out.astype(np.float32)

@@ -246,6 +246,10 @@ def normalised_abs(attr: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Subjects whose maps are added to the permuted sums together (one matrix product).
+PERMUTATION_BATCH = 32
+
+
 class GenotypeCorrelation:
     """Voxelwise correlation between attributions and dosage, accumulated subject by
     subject (memory: four float32 maps per SNP, about 80 MB per SNP at 1 mm).
@@ -260,22 +264,48 @@ class GenotypeCorrelation:
     keep : iterable of str, optional
         Only these SNPs' maps are accumulated (default all): memory grows with them,
         not with the heads.
+    n_perm : int
+        Permutations of the dosages among the subjects with a call (0: none), for a
+        family-wise threshold of a map's maximum (:meth:`null_maxima`); each kept SNP
+        holds ``n_perm`` more maps. Subjects must then be added with their row in
+        ``dosages`` (``subject``), so that every ``torchrun`` rank permutes alike.
+    seed : int
+        Seed of the permutations.
 
     Notes
     -----
     With centred dosages ``e = d - mean(d)`` the sums kept are ``sum(a * e)``,
     ``sum(a - a0)`` and ``sum((a - a0)^2)`` (``a0``: the first map added, a shift that
-    keeps float32 sums accurate), so ``r = cov(a, d) / (sd(a) sd(d))`` is exact.
+    keeps float32 sums accurate), so ``r = cov(a, d) / (sd(a) sd(d))`` is exact. A
+    permutation ``pi`` of the called subjects changes only the first sum, to
+    ``sum(a_i * e_pi(i))``: the permuted maps are streamed like the observed one.
     """
 
     def __init__(self, snps: Sequence[str], dosages: np.ndarray,
-                 keep: Iterable[str] | None = None):
+                 keep: Iterable[str] | None = None, *, n_perm: int = 0, seed: int = 0):
         self.snps = list(snps)
         self.kept = set(self.snps) if keep is None else set(keep) & set(self.snps)
         self._skip = [snp not in self.kept for snp in self.snps]
         dosages = np.asarray(dosages, float)
         self.mean = np.nanmean(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
         self.sd = np.nanstd(dosages, axis=0) if len(dosages) else np.zeros(len(snps))
+        self.n_perm = int(n_perm)
+        # Per kept SNP, (n_perm, subjects) permuted centred dosages (NaN: no call).
+        self._permuted: list[np.ndarray | None] = [None] * len(self.snps)
+        self._perm_ae: list[np.ndarray | None] = [None] * len(self.snps)
+        # Maps waiting to be added to the permuted sums by one matrix product.
+        self._pending: list[list] = [[] for _ in self.snps]
+        if self.n_perm > 0:
+            rng = np.random.default_rng([int(seed), 20260417])
+            for j in range(len(self.snps)):
+                if self._skip[j]:
+                    continue
+                d = dosages[:, j]
+                called = np.flatnonzero(np.isfinite(d))
+                table = np.full((self.n_perm, len(d)), np.nan, np.float32)
+                for k in range(self.n_perm):
+                    table[k, called] = d[rng.permutation(called)] - self.mean[j]
+                self._permuted[j] = table
         self.count = np.zeros(len(self.snps), int)
         self._ae: list[np.ndarray | None] = [None] * len(self.snps)
         self._a: list[np.ndarray | None] = [None] * len(self.snps)
@@ -297,8 +327,10 @@ class GenotypeCorrelation:
         """Voxels inside the brain of more than half the subjects added (or None)."""
         return None if self._support is None else self._support > 0.5 * self._volumes
 
-    def add(self, j: int, attribution: np.ndarray, dosage: float) -> None:
-        """Add one subject's attribution map for head ``j`` with its dosage."""
+    def add(self, j: int, attribution: np.ndarray, dosage: float,
+            subject: int | None = None) -> None:
+        """Add one subject's attribution map for head ``j`` with its dosage (and, with
+        permutations, its row ``subject`` in the constructor's ``dosages``)."""
         if not np.isfinite(dosage) or self._skip[j]:
             return
         a = np.asarray(attribution, np.float32)
@@ -307,11 +339,29 @@ class GenotypeCorrelation:
             self._ae[j] = np.zeros_like(a)
             self._a[j] = np.zeros_like(a)
             self._aa[j] = np.zeros_like(a)
+            if self._permuted[j] is not None:
+                self._perm_ae[j] = np.zeros((self.n_perm, a.size), np.float32)
         shifted = a - self._shift[j]
         self._ae[j] += a * np.float32(dosage - self.mean[j])
         self._a[j] += shifted
         self._aa[j] += shifted * shifted
+        if self._permuted[j] is not None:
+            if subject is None:
+                raise ValueError("with permutations, add each subject with its row "
+                                 "(subject=) in the dosages")
+            self._pending[j].append((int(subject), a.reshape(-1)))
+            if len(self._pending[j]) >= PERMUTATION_BATCH:
+                self._flush(j)
         self.count[j] += 1
+
+    def _flush(self, j: int) -> None:
+        """Add the waiting maps of head ``j`` to its permuted sums (one GEMM)."""
+        if not self._pending[j]:
+            return
+        rows = [subject for subject, _ in self._pending[j]]
+        maps = np.stack([a for _, a in self._pending[j]])  # (batch, voxels)
+        self._perm_ae[j] += self._permuted[j][:, rows] @ maps
+        self._pending[j] = []
 
     def reduce(self, all_reduce_sum, shape: tuple[int, ...]) -> None:
         """Sum the accumulators of every ``torchrun`` rank, each of which added its own
@@ -342,27 +392,65 @@ class GenotypeCorrelation:
             self._a[j] = all_reduce_sum(moved_a.astype(np.float64)).astype(np.float32)
             self._aa[j] = all_reduce_sum(moved_aa.astype(np.float64)).astype(np.float32)
             self._ae[j] = all_reduce_sum(ae.astype(np.float64)).astype(np.float32)
+            if self._permuted[j] is not None:
+                self._flush(j)
+                perm = self._perm_ae[j] if has else np.zeros((self.n_perm, zeros.size),
+                                                             np.float32)
+                self._perm_ae[j] = all_reduce_sum(perm.astype(np.float64)).astype(
+                    np.float32)
             self._shift[j] = common
             self.count[j] = int(round(held[1]))
 
+    def _correlation(self, j: int, ae: np.ndarray) -> np.ndarray:
+        n = int(self.count[j])
+        var = self._aa[j] / n - (self._a[j] / n) ** 2
+        sd = np.sqrt(np.clip(var, 0, None))
+        r = np.where(sd > 0, (ae / n) / np.maximum(sd, 1e-30) / self.sd[j], 0.0)
+        return np.clip(r, -1.0, 1.0).astype(np.float32)
+
+    def _has_map(self, j: int) -> bool:
+        return int(self.count[j]) >= 3 and self.sd[j] > 0
+
     def maps(self) -> dict[str, np.ndarray]:
         """Signed correlation maps (SNPs with at least 3 subjects and varying dosage)."""
-        out = {}
-        for j, snp in enumerate(self.snps):
-            n = int(self.count[j])
-            if n < 3 or not self.sd[j] > 0:
-                continue
-            var = self._aa[j] / n - (self._a[j] / n) ** 2
-            sd = np.sqrt(np.clip(var, 0, None))
-            r = np.where(sd > 0, (self._ae[j] / n) / np.maximum(sd, 1e-30) / self.sd[j], 0.0)
-            out[snp] = np.clip(r, -1.0, 1.0).astype(np.float32)
-        return out
+        return {snp: self._correlation(j, self._ae[j]) for j, snp in enumerate(self.snps)
+                if self._has_map(j)}
+
+    def null_maxima(self, snp: str, statistic, chunk: int = 32) -> np.ndarray | None:
+        """The maximum of a map statistic under each permutation of the dosages: its
+        ``1 - alpha`` quantile is the family-wise threshold of the observed map's.
+
+        Parameters
+        ----------
+        snp : str
+        statistic : callable
+            Maps a stack of signed correlation maps, (k, X, Y, Z), to their k maxima
+            (e.g. of the smoothed ``|r|`` within the brain).
+        chunk : int
+            Permuted maps computed at once (memory: ``chunk`` maps).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            (n_perm,) maxima; None without permutations or without a map.
+        """
+        j = self.snps.index(snp)
+        if self._perm_ae[j] is None or not self._has_map(j):
+            return None
+        self._flush(j)
+        shape = self._ae[j].shape
+        out = []
+        for start in range(0, self.n_perm, chunk):
+            ae = self._perm_ae[j][start:start + chunk].reshape(-1, *shape)
+            out.append(np.asarray(statistic(self._correlation(j, ae)), float).reshape(-1))
+        return np.concatenate(out)
 
 
 def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[str], *,
                    method: str = "integrated_gradients", groups: Sequence | None = None,
                    correlation: GenotypeCorrelation | None = None,
-                   dosages: Sequence | None = None, chunk: int | None = None,
+                   dosages: Sequence | None = None, subjects: Sequence | None = None,
+                   chunk: int | None = None,
                    **kwargs) -> dict[str, dict[str, np.ndarray]]:
     """Mean brain-normalised absolute saliency per SNP over subjects.
 
@@ -383,6 +471,9 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
         maps computed in the same pass.
     dosages : sequence, optional
         Per subject, a (n_snps,) array of dosages; required with ``correlation``.
+    subjects : sequence of int, optional
+        Per subject, its row in the dosages ``correlation`` was made with (needed when
+        it permutes them).
     chunk : int, optional
         SNPs attributed together (:func:`attribute_heads`: by the chain rule when more
         than the feature channels), which bounds memory to ``chunk`` maps; default
@@ -411,7 +502,8 @@ def group_saliency(model: SFCN, volumes: Iterable[np.ndarray], snps: Sequence[st
                                         method=method, **kwargs)
             raw = block[j % chunk]
             if correlation is not None:
-                correlation.add(j, raw, float(dosages[i][j]))
+                correlation.add(j, raw, float(dosages[i][j]),
+                                None if subjects is None else int(subjects[i]))
             amap = normalised_abs(raw, brain)
             keys = ["all"]
             if groups is not None and not np.isnan(groups[i][j]):
