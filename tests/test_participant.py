@@ -690,3 +690,16 @@ def test_nodes_declare_their_measured_memory(tmp_path):
     for name in set(MEASURED_GB) | set(GRID_SCALED_GB):
         assert declared[name] == node_mem_gb(name, 1.0) >= 0.5, name
     assert declared["saliency"] == 3.25 and node_mem_gb("saliency", 2.0) == 1.0
+
+
+def test_coarse_images_are_registered_at_their_own_voxel_size():
+    """A moving image coarser than 2 mm is registered against the template resampled to
+    its voxel size, the finest pyramid levels left out so that the others keep their
+    physical resolution (8 and 4 mm for a 4 mm image); 2 mm or finer: unchanged."""
+    from bgs_app.interfaces.ants import registration_levels
+
+    assert registration_levels(2.0, 1.0) == 0
+    assert registration_levels(2.0, 2.0) == 0
+    assert registration_levels(2.0, 3.0) == 0  # 1.5x: the levels would not line up
+    assert registration_levels(2.0, 4.0) == 1
+    assert registration_levels(2.0, 8.0) == 2

@@ -20,8 +20,21 @@ from nipype.interfaces.base import (
 
 from bgs_app.interfaces._threads import limit_threads
 
-#: Registration resolution (mm): moving images finer than this are resampled first.
+#: Registration resolution (mm): moving images finer than this are resampled first; a
+#: coarser moving image (e.g. 4 mm) is registered at its own voxel size (see
+#: :func:`registration_levels`).
 REGISTRATION_MM = 2.0
+
+
+def registration_levels(fixed_mm: float, moving_mm: float) -> int:
+    """How many of the finest pyramid levels to leave out when the moving image is
+    coarser than the fixed one: the fixed image is then resampled to the moving voxel
+    size and every level keeps its physical resolution (a 4 mm image against the 2 mm
+    template: the 8 and 4 mm levels run, on a 4 mm template; the 2 mm one would only
+    interpolate the 4 mm image). 0 for moving images at :data:`REGISTRATION_MM` or
+    finer."""
+    ratio = max(float(moving_mm), REGISTRATION_MM) / float(fixed_mm)
+    return int(np.floor(np.log2(ratio) + 1e-6)) if ratio > 1 else 0
 
 
 def n4_correct(in_file, mask_file, out_file, *, shrink_mm: float = 8.0,
@@ -90,20 +103,34 @@ def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
     if min(moving.spacing) < REGISTRATION_MM:
         moving = ants.resample_image(moving, (REGISTRATION_MM,) * 3, use_voxels=False,
                                      interp_type=0)
+    drop = registration_levels(min(fixed.spacing), min(moving.spacing))
+    scale = 2 ** drop
+    if drop:  # a coarse moving image: the template at its voxel size, levels kept in mm
+        fixed = ants.resample_image(fixed, tuple(float(s) * scale for s in fixed.spacing),
+                                    use_voxels=False, interp_type=0)
     mask = None
     if fixed_mask is not None:
         mask = ants.image_read(str(fixed_mask))
+        if drop:
+            mask = ants.resample_image_to_target(mask, fixed, interp_type="nearestNeighbor")
         if fixed_mask_dilation:
-            mask = ants.iMath(mask, "MD", int(fixed_mask_dilation))
+            mask = ants.iMath(mask, "MD", max(1, int(fixed_mask_dilation) // scale))
     kwargs = {}
     if transform == "Affine":
         levels = 2 if (sloppy or coarse) else 3
-        kwargs.update(aff_iterations=((200, 100) if sloppy else (500, 250, 100))[:levels],
-                      aff_shrink_factors=(4, 2, 1)[:levels],
-                      aff_smoothing_sigmas=(2, 1, 0)[:levels])
+        iterations = ((200, 100) if sloppy else (500, 250, 100))[:levels]
+        shrinks = (4, 2, 1)[:levels]
+        kept = [k for k, f in enumerate(shrinks) if f >= scale] or [0]
+        kwargs.update(aff_iterations=tuple(iterations[k] for k in kept),
+                      aff_shrink_factors=tuple(max(1, shrinks[k] // scale) for k in kept),
+                      aff_smoothing_sigmas=tuple((2, 1, 0)[k] / scale for k in kept))
     elif transform == "SyNOnly":
-        kwargs.update(reg_iterations=(20, 5, 0) if sloppy else (40, 20, 0),
-                      syn_metric="mattes", flow_sigma=3, total_sigma=0)
+        iterations = (20, 5, 0) if sloppy else (40, 20, 0)
+        # antspyx halves the shrink factor per level down to 1 (4x2x1 for three levels):
+        # leaving out the finest levels keeps the others' physical resolution; the
+        # update field's smoothing is in voxels (3 at 2 mm: 6 mm).
+        kwargs.update(reg_iterations=iterations[:max(1, len(iterations) - drop)],
+                      syn_metric="mattes", flow_sigma=3 / scale, total_sigma=0)
     else:
         raise ValueError(f"unknown transform {transform!r}")
     os.environ["ANTS_RANDOM_SEED"] = str(ants_seed(seed))

@@ -167,7 +167,8 @@ def init_anat_preproc_wf(*, template: Template, resolution: float = 2.0,
         "then with the brain extracted"
         + (", followed by symmetric image normalisation (SyN) [@ants]" if registration == "syn"
            else "")
-        + ". " + mask_text + " Grey matter, white matter and CSF were segmented with "
+        + " (at 2 mm, or at the image's own voxel size when it was coarser). " + mask_text
+        + " Grey matter, white matter and CSF were segmented with "
         "Atropos [@atropos] "
         + ("using the template's tissue probability maps as priors, and regional grey-matter "
            f"volumes were computed over the {ATLAS_NAME} atlas brought to the subject. "
