@@ -406,3 +406,30 @@ def test_cli_refuses_effect_kinds_of_the_wrong_count(tmp_path, capsys):
     assert simulate_main([str(tmp_path / "n"), "--n-causal", "3", "--effect-kinds",
                           "shape", "pattern"]) == 64
     assert "--effect-kinds takes one value or one per causal SNP" in capsys.readouterr().err
+
+
+def test_a_negative_effect_size_turns_its_snp_over(tmp_path):
+    """``--effect-size -50 50``: the first causal SNP (an expansion by default) contracts
+    like the second; its effect map, its realised anatomy and the truth say so, and the
+    cognition it drives keeps the documented sign against the dosage."""
+    study = tmp_path / "study"
+    simulate_study(study, SimulationParams(n_subjects=40, seed=8, resolution=4.0,
+                                           n_causal=2, effect_size=(-0.5, 0.5),
+                                           cognition_effect=1.0, warp_mm=0.5),
+                   nprocs=2, progress=False)
+    truth = _truth(study)
+    causal = truth["causal_snps"]
+    per_allele = {s["snp"]: s["effect_per_allele"] for s in truth["snps"] if s["causal"]}
+    assert [per_allele[s] for s in causal] == [-0.5, -0.5]
+    for snp in causal:
+        effect = nb.load(study / "derivatives/simulation-truth" /
+                         f"effect_snp-{snp}_map.nii.gz").get_fdata()
+        assert effect.min() < -0.2 and effect.max() < 0.05, snp
+    cog = pd.read_csv(study / "phenotype/cognition.tsv", sep="\t", na_values="n/a")
+    cog.index = cog["participant_id"].str[4:]
+    dos = _dosages(study)
+    for measure, spec in truth["measures"].items():
+        for link in spec["drivers"]:
+            both = pd.concat([cog[measure], dos[link["snp"]]], axis=1).dropna()
+            r = np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1]
+            assert np.sign(r) == link["expected_sign_vs_dosage"], (measure, link, r)

@@ -44,7 +44,9 @@ def get_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-causal", type=int, default=4, help="causal SNPs (default 4; 0: null)")
     e.add_argument("--effect-size", type=float, nargs="+", default=[20.0], metavar="PERCENT",
                    help="volume change per allele in percent at the effect centres: one value "
-                        "for all causal SNPs or one per causal SNP (default 20)")
+                        "for all causal SNPs or one per causal SNP; the causal SNPs "
+                        "alternate expansion and contraction, and a negative value turns "
+                        "its SNP's direction over (default 20)")
     e.add_argument("--cognition-effect", type=float, default=0.5,
                    help="standardised effect of a driving region's volume on a cognitive "
                         "measure (default 0.5)")

@@ -268,8 +268,11 @@ def _design_effects(rng, causal, params, grid, head):
     kinds = effect_kinds(params, len(causal))
     atlas = gm = None
     for position, snp in enumerate(causal):
-        sign = 1.0 if position % 2 == 0 else -1.0
+        # Causal SNPs alternate expansion and contraction; a negative size turns its
+        # SNP's direction over (the design keeps the direction in ``sign``).
         size = effect_sizes(params, len(causal))[position]
+        sign = (1.0 if position % 2 == 0 else -1.0) * (-1.0 if size < 0 else 1.0)
+        size = abs(size)
         kind = kinds[position]
         if kind == "atlas":
             pattern = _region_weight(params.atlas_region, grid)
