@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
-DEMO_N ?= 80
+DEMO_N ?= 60
 NPROCS ?= 2
 TORCH_VERSION ?= 2.13.0
 # e.g. https://download.pytorch.org/whl/cpu (or .../cu128 for a CUDA image)
