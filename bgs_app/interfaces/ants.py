@@ -123,7 +123,8 @@ def register(fixed_file, moving_file, out_prefix, *, transform: str = "Affine",
         kept = [k for k, f in enumerate(shrinks) if f >= scale] or [0]
         kwargs.update(aff_iterations=tuple(iterations[k] for k in kept),
                       aff_shrink_factors=tuple(max(1, shrinks[k] // scale) for k in kept),
-                      aff_smoothing_sigmas=tuple((2, 1, 0)[k] / scale for k in kept))
+                      aff_smoothing_sigmas=tuple((2, 1, 0)[k] / scale if drop
+                                                 else (2, 1, 0)[k] for k in kept))
     elif transform == "SyNOnly":
         iterations = (20, 5, 0) if sloppy else (40, 20, 0)
         # antspyx halves the shrink factor per level down to 1 (4x2x1 for three levels):

@@ -118,7 +118,9 @@ def group_boilerplate(config: Config, template: str, group_dir: Path | None = No
                     + (" Genotype-correlation maps give, at each voxel, the absolute "
                        "Pearson correlation between the held-out participants' "
                        "attributions and their dosage of the SNP (smoothed with a "
-                       f"Gaussian of {GROUP_SMOOTHING_MM:g} mm sigma within the brain)."
+                       f"Gaussian of {GROUP_SMOOTHING_MM:g} mm sigma within the brain), "
+                       "with a 5 % family-wise threshold from their maximum over the brain "
+                       "under up to 199 permutations of the dosages."
                        if config.genotypes is not None else ""))
     covs = (", ".join(config.covariates) if config.covariates else
             "age, sex and site (those of them recorded)")
