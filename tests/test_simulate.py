@@ -413,7 +413,7 @@ def test_a_negative_effect_size_turns_its_snp_over(tmp_path):
     like the second; its effect map, its realised anatomy and the truth say so, and the
     cognition it drives keeps the documented sign against the dosage."""
     study = tmp_path / "study"
-    simulate_study(study, SimulationParams(n_subjects=40, seed=8, resolution=4.0,
+    simulate_study(study, SimulationParams(n_subjects=20, seed=8, resolution=4.0,
                                            n_causal=2, effect_size=(-0.5, 0.5),
                                            cognition_effect=1.0, warp_mm=0.5),
                    nprocs=2, progress=False)
