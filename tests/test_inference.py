@@ -294,6 +294,18 @@ def test_an_ensemble_trains_scores_and_applies(sessions_run, tmp_path):
     assert sorted(log["member"].unique()) == [1, 2]
     assert "ensemble of 2 such networks" in (group / "CITATION.md").read_text()
     assert list((group / "saliency").glob("*desc-saliency_map.nii.gz"))
+    # Every genotype-correlation map has its permutation threshold, and the sidecar's
+    # count of voxels above it is the map's.
+    import nibabel as nb
+
+    corr_maps = sorted((group / "saliency").glob("*desc-genotypecorr_map.nii.gz"))
+    assert corr_maps
+    for path in corr_maps:
+        side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert side["Permutations"] == 199
+        assert side["NullLevel"] < side["ThresholdFWE"] < 1 and 0 < side["PeakPFWE"] <= 1
+        data = nb.load(path).get_fdata()
+        assert side["VoxelsAboveThreshold"] == int((data > side["ThresholdFWE"]).sum())
     # A held-out score is the mean of the two networks' scores for that image.
     scores = pd.read_csv(group / "scores.tsv", sep="\t", dtype={"session_id": str})
     row = scores.query("split == 'test'").iloc[0]

@@ -29,16 +29,22 @@ def volume():
     return vol
 
 
-@pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
-def test_chain_rule_equals_captum_per_head(model, volume, method):
-    heads = [0, 3, 17, 39]
-    kwargs = dict(method=method, n_steps=8, internal_batch_size=3)
-    chain = attribute_heads(model, volume, heads, strategy="chain", **kwargs)
-    captum = attribute_heads(model, volume, heads, strategy="per-head", **kwargs)
-    assert chain.shape == (4, *volume.shape)
-    scale = np.abs(captum).max()
+def _chain_equals_captum(net, volume, heads, **kwargs) -> tuple[np.ndarray, float]:
+    """The chain rule's attributions of ``heads``, checked against captum's per head to
+    1e-5 of the largest; returns them and that scale."""
+    chain = attribute_heads(net, volume, heads, strategy="chain", **kwargs)
+    captum = attribute_heads(net, volume, heads, strategy="per-head", **kwargs)
+    assert chain.shape == (len(heads), *volume.shape)
+    scale = float(np.abs(captum).max())
     assert scale > 0
     np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
+    return chain, scale
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
+def test_chain_rule_equals_captum_per_head(model, volume, method):
+    _chain_equals_captum(model, volume, [0, 3, 17, 39], method=method, n_steps=8,
+                         internal_batch_size=3)
 
 
 def test_chain_rule_with_a_location_aware_read_out(volume):
@@ -49,12 +55,7 @@ def test_chain_rule_with_a_location_aware_read_out(volume):
     net = SFCN(n_snps=40, channels=(4, 4, 4, 4, 4, 2), poolings=3, readout="flatten",
                coord_channels=True, norm="group", grid_shape=volume.shape).eval()
     assert net.final_map == (4, 4, 4) and net.n_features == 2 * 64
-    heads = [0, 5, 39]
-    chain = attribute_heads(net, volume, heads, strategy="chain", method="gradient")
-    captum = attribute_heads(net, volume, heads, strategy="per-head", method="gradient")
-    scale = np.abs(captum).max()
-    assert scale > 0
-    np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
+    _chain_equals_captum(net, volume, [0, 5, 39], method="gradient")
 
 
 def test_smoothgrad_by_the_chain_rule_is_the_mean_noisy_gradient(model, volume):
@@ -113,11 +114,7 @@ def test_chain_rule_of_an_ensemble_is_the_mean_of_its_networks(volume):
     members = [SFCN(n_snps=12, channels=(4, 4, 4, 4, 4, 2)).eval() for _ in range(2)]
     ensemble = Ensemble(members).eval()
     heads = [0, 4, 11]
-    chain = attribute_heads(ensemble, volume, heads, strategy="chain", method="gradient")
-    captum = attribute_heads(ensemble, volume, heads, strategy="per-head", method="gradient")
-    scale = np.abs(captum).max()
-    assert scale > 0
-    np.testing.assert_allclose(chain / scale, captum / scale, atol=1e-5)
+    chain, scale = _chain_equals_captum(ensemble, volume, heads, method="gradient")
     each = [attribute_heads(m, volume, heads, strategy="per-head", method="gradient")
             for m in members]
     np.testing.assert_allclose(chain / scale, np.mean(each, axis=0) / scale, atol=1e-5)
